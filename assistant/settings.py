@@ -1,0 +1,92 @@
+"""One typed settings object, read from ``ASSISTANT_*`` environment variables.
+
+No variable is needed for the embedded default (SQLite under ``var/``, in-process bus, shipped models).
+A bad value fails at start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import ConfigurationError
+
+# The repository root: code lives in assistant/, models/ and knowledge_base/ sit beside it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All configuration of the service, the CLI and the evaluators.
+
+    Example:
+        >>> Settings(port=9000).port
+        9000
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="ignore", frozen=True)
+
+    # Paths
+    data_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "datasets", description="public data sets")
+    models_dir: Path = PROJECT_ROOT / "models"
+    knowledge_dir: Path = PROJECT_ROOT / "knowledge_base"
+    extra_knowledge_dirs: list[Path] = Field(default_factory=list, description="imported SOP packs")
+    var_dir: Path = PROJECT_ROOT / "var"
+    index_dir: Path | None = None  # default: var_dir / "index"
+
+    # Models
+    redflag_model: str = "redflags"  # folder name under models_dir, or an absolute path
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    inference_mode: Literal["fp32", "int8", "bf16"] = "fp32"
+    torch_threads: int = Field(default=0, ge=0, description="0: torch's default")
+
+    # Service
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str = ""  # default: sqlite+aiosqlite under var_dir
+    redis_url: str = ""  # empty: in-process event bus
+    auth_secret: str = ""  # empty: no authentication
+    alert_webhook_url: str = ""
+    max_chunk_chars: int = Field(default=4000, ge=16)
+    batch_max_size: int = Field(default=64, ge=1)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0)
+    context_turns: int = Field(default=3, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, v: str) -> str:
+        if v and "://" not in v:
+            raise ValueError("expected a SQLAlchemy URL such as postgresql+asyncpg://user:pw@host/db")
+        return v
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'assistant.db').as_posix()}"
+
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir if self.index_dir is not None else self.var_dir / "index"
+
+    def redflag_model_path(self) -> Path:
+        p = Path(self.redflag_model)
+        return p if p.is_absolute() else self.models_dir / p
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigurationError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = "; ".join(
+            f"ASSISTANT_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from e
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

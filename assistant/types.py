@@ -1,0 +1,127 @@
+"""Types shared across the pipeline: transport -> call session -> analyzers -> events.
+
+These dataclasses are the boundaries between packages; each package keeps its internals private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+Speaker = Literal["customer", "agent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A character span of the analysed text that drove a decision (for highlighting)."""
+
+    start: int
+    end: int
+    text: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class LabelScore:
+    """One red-flag label's probability, the model's decision threshold, and the decision."""
+
+    label: str
+    probability: float
+    threshold: float
+    flagged: bool
+    spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RedFlagResult:
+    """Multi-label red-flag scores for one utterance.
+
+    ``labels`` holds every label of ``assistant.labels.LABELS``; ``groups`` the max score per group.
+    """
+
+    labels: dict[str, LabelScore]
+    groups: dict[str, float]
+    truncated: bool = False
+
+    @property
+    def flagged(self) -> list[str]:
+        return [name for name, s in self.labels.items() if s.flagged]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "labels": {k: asdict(v) for k, v in self.labels.items()},
+            "groups": dict(self.groups),
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """The text to analyse with its recent context (earlier turns, oldest first)."""
+
+    text: str
+    context: tuple[str, ...] = ()
+
+
+class RedFlagAnalyzer(Protocol):
+    """Scores utterances for red flags. Implementations: the shipped classifier, test fakes."""
+
+    def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A next step from the SOP knowledge base, with its provenance and the reason it was chosen."""
+
+    procedure_id: str
+    procedure_title: str
+    step_index: int  # 0-based position of the step in the procedure
+    step_count: int
+    step: str  # what to do
+    script: str  # what to say
+    source: str  # the passage (or file and heading) it came from
+    score: float
+    reason: str
+    stage: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class TranscriptChunk:
+    """One chunk of a live call's transcript, as the ASR/telephony side sends it."""
+
+    call_id: str
+    seq: int
+    speaker: Speaker
+    text: str
+    is_final: bool = True
+    ts: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AdvisorState(Protocol):
+    """Per-call state of the next-step engine (procedure under way, stage, steps done).
+
+    Owned by the call session, mutated only by the advisor; ``to_dict`` makes it storable.
+    """
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class NextStepAdvisor(Protocol):
+    """Suggests SOP next steps from the call's state. Implementation: assistant.knowledge."""
+
+    def start_call(self) -> AdvisorState: ...
+
+    def advise(
+        self,
+        state: AdvisorState,
+        *,
+        speaker: Speaker,
+        text: str,
+        context: tuple[str, ...],
+        flags: RedFlagResult | None,
+    ) -> list[Suggestion]: ...
