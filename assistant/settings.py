@@ -55,6 +55,26 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
     context_turns: int = Field(default=3, ge=0)
 
+    # Knowledge base and next-step retrieval (issue 3)
+    kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
+    kb_auto_rebuild: bool = True  # rebuild a stale index on load instead of refusing it
+    kb_min_score: float = Field(default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested")
+    kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
+
+    # Streaming service (issue 4)
+    use_fake_models: bool = False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
+    reorder_window: int = Field(default=32, ge=1, description="out-of-order chunks held per call before a gap")
+    reorder_timeout_ms: float = Field(default=1500.0, ge=0, description="wait for a missing seq before a gap")
+    call_idle_timeout_s: float = Field(default=300.0, gt=0, description="a detached call ends after this")
+    event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
+    severity_half_life_s: float = Field(default=60.0, gt=0, description="call-severity time decay")
+    severity_turn_decay: float = Field(default=0.75, gt=0, le=1, description="call-severity decay per turn")
+    alert_level: Literal["medium", "high", "critical"] = "high"  # call severity level that alerts
+    alert_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    alert_webhook_retries: int = Field(default=3, ge=0)
+    advisor_threads: int = Field(default=4, ge=1)
+    token_ttl_s: int = Field(default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`")
+
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, v: str) -> str:
@@ -69,6 +89,9 @@ class Settings(BaseSettings):
 
     def resolved_index_dir(self) -> Path:
         return self.index_dir if self.index_dir is not None else self.var_dir / "index"
+
+    def resolved_kb_packs_dir(self) -> Path:
+        return self.kb_packs_dir if self.kb_packs_dir is not None else self.var_dir / "kb_packs"
 
     def redflag_model_path(self) -> Path:
         p = Path(self.redflag_model)

@@ -1,9 +1,78 @@
-"""`assistant train`: not wired yet (filled in by its issue)."""
+"""`assistant train redflags`: fine-tune the red-flag classifier from the public data and training_data/."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from assistant.errors import InvalidInputError
+from assistant.settings import get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    p = sub.add_parser("train", help="train a model (red-flag classifier)")
+    tsub = p.add_subparsers(dest="train_command", metavar="WHAT", required=True)
+    r = tsub.add_parser(
+        "redflags",
+        help="fine-tune the red-flag classifier; writes weights, config, metrics and thresholds",
+        description="Fine-tunes the top encoder layers and the label-attention head on the public data sets "
+        "(ASSISTANT_DATA_DIR) and training_data/, chooses thresholds on the validation splits, scores every "
+        "held-out test split, and writes the model to --out.",
+    )
+    r.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: the shipped models/redflags)"
+    )
+    r.add_argument(
+        "--data-dir", type=Path, default=None, help="public data sets (default: ASSISTANT_DATA_DIR)"
+    )
+    r.add_argument("--sources", nargs="*", default=None, help="only these sources (default: all)")
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--trainable-layers", type=int, default=None, help="top encoder layers to fine-tune")
+    r.add_argument(
+        "--cap", type=int, default=None, help="max training rows per source (default: recipe caps)"
+    )
+    r.add_argument("--limit", type=int, default=None, help="keep only N rows per split (a quick smoke run)")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    r.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from assistant.redflags.recipe import DEFAULT_CAPS, run_training, save_run
+    from assistant.redflags.training import TrainConfig
+
+    settings = get_settings()
+    cfg = TrainConfig()
+    changes = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "trainable_layers": args.trainable_layers,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    for k, v in changes.items():
+        if v <= 0 and k != "seed":
+            raise InvalidInputError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    cfg = replace(cfg, **changes)
+    caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
+    out = args.out or settings.redflag_model_path()
+    run = run_training(
+        args.data_dir or settings.data_dir,
+        cfg=cfg,
+        sources=args.sources,
+        caps=caps,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    save_run(run, out)
+    print(
+        json.dumps({"out": str(out), "seconds": round(run.seconds, 1), "test": run.metrics["test"]}, indent=2)
+    )
+    return 0

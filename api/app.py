@@ -1,0 +1,133 @@
+"""The FastAPI application: ``create_app(settings, *, analyzer=None, advisor=None)``.
+
+Constructing the app is cheap; the lifespan loads the models (unless given), connects the store (running
+its migrations), the event bus and the webhook, and shares one ``CallService`` through ``app.state``.
+
+Example:
+    >>> from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+    >>> app = create_app(analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+import assistant
+from assistant.calls.metrics import ServiceMetrics
+from assistant.calls.service import CallService
+from assistant.errors import ModelLoadError
+from assistant.events.bus import EventBus
+from assistant.events.memory import InProcessBus
+from assistant.events.webhook import AlertWebhook
+from assistant.settings import Settings, get_settings
+from assistant.store import Store
+from assistant.types import NextStepAdvisor, RedFlagAnalyzer
+
+from .routes import router as http_router
+from .streams import router as ws_router
+
+log = logging.getLogger(__name__)
+
+
+def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
+    """The shipped red-flag classifier (or the keyword stand-in with ASSISTANT_USE_FAKE_MODELS=1)."""
+    if settings.use_fake_models:
+        from assistant.calls.fakes import KeywordAnalyzer
+
+        return KeywordAnalyzer()
+    try:
+        from assistant.redflags.classifier import load_classifier
+    except ImportError as e:
+        raise ModelLoadError(
+            f"the red-flag classifier is not available ({e}); train it (make train) or run with "
+            "ASSISTANT_USE_FAKE_MODELS=1"
+        ) from e
+    clf = load_classifier(settings)
+    clf.warm_up()
+    return clf
+
+
+def load_next_step_advisor(settings: Settings) -> NextStepAdvisor:
+    """The knowledge-base advisor (or the rule stand-in with ASSISTANT_USE_FAKE_MODELS=1)."""
+    if settings.use_fake_models:
+        from assistant.calls.fakes import RuleAdvisor
+
+        return RuleAdvisor()
+    try:
+        from assistant.knowledge import load_advisor  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise ModelLoadError(
+            f"the next-step advisor is not available ({e}); build the knowledge base (make kb) or run with "
+            "ASSISTANT_USE_FAKE_MODELS=1"
+        ) from e
+    advisor: Any = load_advisor(settings, device=settings.device)
+    if hasattr(advisor, "warm_up"):
+        advisor.warm_up()
+    return advisor
+
+
+def make_bus(settings: Settings) -> EventBus:
+    if settings.redis_url:
+        from assistant.events.redis_bus import RedisBus
+
+        return RedisBus(settings.redis_url, history=settings.event_history)
+    return InProcessBus(history=settings.event_history)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    analyzer: RedFlagAnalyzer | None = None,
+    advisor: NextStepAdvisor | None = None,
+    bus: EventBus | None = None,
+    store: Store | None = None,
+    webhook: AlertWebhook | None = None,
+) -> FastAPI:
+    """Build the app; models not given are loaded in the lifespan from the settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        an = analyzer if analyzer is not None else await asyncio.to_thread(load_analyzer, settings)
+        adv = advisor if advisor is not None else await asyncio.to_thread(load_next_step_advisor, settings)
+        hook = webhook
+        if hook is None and settings.alert_webhook_url:
+            hook = AlertWebhook(
+                settings.alert_webhook_url,
+                timeout_s=settings.alert_webhook_timeout_s,
+                retries=settings.alert_webhook_retries,
+            )
+        service = CallService(
+            settings,
+            analyzer=an,
+            advisor=adv,
+            bus=bus or make_bus(settings),
+            store=store or Store(settings.resolved_database_url()),
+            webhook=hook,
+            metrics=ServiceMetrics(),
+        )
+        await service.start()
+        app.state.service = service
+        log.info("service started", extra={"database": settings.resolved_database_url().split("://")[0]})
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="Call-center assistant",
+        version=assistant.__version__,
+        description="Live transcripts in; red flags, SOP next steps and supervisor alerts out. "
+        "WebSocket protocol: docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(http_router)
+    app.include_router(ws_router)
+    return app

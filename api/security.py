@@ -1,0 +1,58 @@
+"""Authentication for HTTP routes and WebSockets (only when ASSISTANT_AUTH_SECRET is set)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request, WebSocket, status
+
+from assistant.auth import AuthError, PermissionDenied, Principal, Role, authenticate, require
+from assistant.events.messages import CloseCode
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+def requires(*roles: Role) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller's principal, or 401/403."""
+
+    def dependency(request: Request) -> Principal:
+        secret: str = request.app.state.settings.auth_secret
+        try:
+            principal = authenticate(secret, _bearer(request.headers.get("authorization")))
+            require(principal, *roles)
+        except AuthError as e:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, detail=str(e), headers={"WWW-Authenticate": "Bearer"}
+            ) from e
+        except PermissionDenied as e:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from e
+        return principal
+
+    return dependency
+
+
+async def socket_principal(ws: WebSocket, *roles: Role) -> Principal | None:
+    """The socket's principal after accept(); on failure it sends an error and closes with 4401/4403."""
+    secret: str = ws.app.state.settings.auth_secret
+    token = ws.query_params.get("token") or _bearer(ws.headers.get("authorization"))
+    try:
+        principal = authenticate(secret, token)
+        require(principal, *roles)
+        return principal
+    except AuthError as e:
+        await _refuse(ws, CloseCode.UNAUTHORIZED, "unauthorized", str(e))
+    except PermissionDenied as e:
+        await _refuse(ws, CloseCode.FORBIDDEN, "forbidden", str(e))
+    return None
+
+
+async def _refuse(ws: WebSocket, code: CloseCode, reason: str, message: str) -> None:
+    from assistant.events.messages import ErrorEvent, encode
+
+    await ws.accept()
+    await ws.send_text(encode(ErrorEvent(reason=reason, message=message)))
+    await ws.close(code=int(code), reason=message[:120])

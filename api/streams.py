@@ -1,0 +1,218 @@
+"""The WebSockets: the transcript source, the agent's sidebar, and the supervisors' alert feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from assistant.auth import Role
+from assistant.calls.service import CallEnded, CallService
+from assistant.events.bus import ALERTS_TOPIC, Subscription, call_topic
+from assistant.events.messages import CloseCode, ErrorEvent, ErrorReason, encode, is_safe_call_id
+
+from .security import socket_principal
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_CONSECUTIVE_ERRORS = 50
+
+
+def _service(ws: WebSocket) -> CallService:
+    return ws.app.state.service
+
+
+async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
+    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close(code=int(code), reason=reason[:120])
+
+
+async def _pump(ws: WebSocket, sub: Subscription, *, skip_upto: int = 0) -> None:
+    """Send the subscription's messages in order; close with SLOW_CONSUMER when it overflowed."""
+    while True:
+        msg = await sub.get()
+        if msg is None:
+            if sub.overflowed:
+                await _close(ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect with ?after=<last eid>")
+            return
+        if msg.eid and msg.eid <= skip_upto:
+            continue  # already sent from history
+        await ws.send_text(msg.data)
+
+
+async def _bad_call_id(ws: WebSocket, call_id: str) -> bool:
+    if is_safe_call_id(call_id):
+        return False
+    await ws.accept()
+    await ws.send_text(
+        encode(
+            ErrorEvent(
+                reason=ErrorReason.BAD_CALL_ID,
+                message=f"call id {call_id[:80]!r} is not a safe identifier: use 1-64 of A-Z a-z 0-9 . _ - "
+                "starting with a letter or digit",
+            )
+        )
+    )
+    await ws.close(code=int(CloseCode.BAD_CALL_ID), reason="bad call id")
+    return True
+
+
+@router.websocket("/v1/calls/{call_id}/stream")
+async def stream(ws: WebSocket, call_id: str) -> None:
+    """Transcript source: send chunks, receive ``ready``, ``ack`` and every call event (docs/protocol.md)."""
+    if await _bad_call_id(ws, call_id):
+        return
+    principal = await socket_principal(ws, Role.SOURCE)
+    if principal is None:
+        return
+    svc = _service(ws)
+    await ws.accept()
+    conn = object()
+
+    async def kick() -> None:
+        await _close(ws, CloseCode.SOURCE_REPLACED, "another source connected for this call")
+
+    sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
+    try:
+        live, ready = await svc.attach_source(call_id, conn=conn, kick=kick)
+    except CallEnded as e:
+        svc.bus.unsubscribe(sub)
+        await ws.send_text(encode(ErrorEvent(reason=ErrorReason.CALL_ENDED, message=str(e))))
+        await _close(ws, CloseCode.CALL_ENDED, "call ended")
+        return
+    sub.put_local(encode(ready))
+    svc.metrics.clients.labels("source").inc()
+    pump = asyncio.create_task(_pump(ws, sub), name=f"source-pump-{call_id}")
+    errors = 0
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            received = time.perf_counter()
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            outcome = await svc.receive(live, raw, received=received, reply=sub.put_local)
+            errors = errors + 1 if outcome.error else 0
+            if errors >= MAX_CONSECUTIVE_ERRORS:
+                outcome.close = CloseCode.TOO_MANY_ERRORS
+            if outcome.close is not None:
+                await _drain(sub, pump)
+                await _close(
+                    ws, outcome.close, "call ended" if outcome.close is CloseCode.NORMAL else "closing"
+                )
+                break
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        svc.bus.unsubscribe(sub)
+        svc.detach_source(live, conn=conn)
+        svc.metrics.clients.labels("source").dec()
+
+
+async def _drain(sub: Subscription, pump: asyncio.Task[None], timeout_s: float = 2.0) -> None:
+    """Let the pump send what is queued (the call's last events) before the socket closes."""
+    deadline = time.monotonic() + timeout_s
+    while sub.pending and not pump.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+@router.websocket("/v1/calls/{call_id}/events")
+async def call_events(ws: WebSocket, call_id: str) -> None:
+    """Agent sidebar: the call's events so far (or after ``?after=EID``), then live ones, in ``eid`` order."""
+    if await _bad_call_id(ws, call_id):
+        return
+    principal = await socket_principal(ws, Role.AGENT, Role.SUPERVISOR, Role.TRAINER)
+    if principal is None:
+        return
+    svc = _service(ws)
+    try:
+        after = max(0, int(ws.query_params.get("after", "0")))
+    except ValueError:
+        after = 0
+    await ws.accept()
+    sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
+    svc.metrics.clients.labels("events").inc()
+    last = after
+    pump: asyncio.Task[None] | None = None
+    try:
+        for msg in await svc.events_since(call_id, after=after):
+            await ws.send_text(msg.data)
+            last = max(last, msg.eid)
+        pump = asyncio.create_task(_pump(ws, sub, skip_upto=last), name=f"events-pump-{call_id}")
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text") or ""
+            if '"ping"' in text:
+                sub.put_local('{"type":"pong"}')
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+        svc.bus.unsubscribe(sub)
+        svc.metrics.clients.labels("events").dec()
+
+
+@router.websocket("/v1/alerts")
+async def alerts(ws: WebSocket) -> None:
+    """Supervisors: open alerts on connect, then every alert and acknowledgement; send ``ack`` to acknowledge."""
+    principal = await socket_principal(ws, Role.SUPERVISOR)
+    if principal is None:
+        return
+    svc = _service(ws)
+    await ws.accept()
+    sub = svc.bus.subscribe(ALERTS_TOPIC, maxsize=10_000)
+    svc.metrics.clients.labels("alerts").inc()
+    sent: set[tuple[str, bool]] = set()
+    for data in svc.open_alerts():
+        sent.add((data["id"], bool(data.get("update"))))
+        await ws.send_text(json.dumps(data))
+
+    async def pump() -> None:
+        while True:
+            msg = await sub.get()
+            if msg is None:
+                if sub.overflowed:
+                    await _close(ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect")
+                return
+            if sent:
+                d = json.loads(msg.data)
+                if d.get("type") == "alert" and (d.get("id"), bool(d.get("update"))) in sent:
+                    sent.discard((d["id"], bool(d.get("update"))))
+                    continue
+            await ws.send_text(msg.data)
+
+    task = asyncio.create_task(pump(), name=f"alerts-pump-{uuid.uuid4().hex[:6]}")
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            reply = await svc.ack_from_socket(message.get("text") or "", subject=principal.subject)
+            if reply is not None:
+                sub.put_local(reply)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        svc.bus.unsubscribe(sub)
+        svc.metrics.clients.labels("alerts").dec()

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the streaming service, on a registry of their own (one per app instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServiceMetrics:
+    """Chunks, chunk-to-event latency, flags by label, alerts, connected calls and clients, batches."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.chunks = Counter(
+            "assistant_chunks", "transcript chunks received", ["kind"], registry=r
+        )  # kind: final, partial, duplicate, buffered, rejected
+        self.latency = Histogram(
+            "assistant_chunk_to_event_seconds",
+            "time from a final chunk's arrival to its last event (processed)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.first_event_latency = Histogram(
+            "assistant_chunk_to_flag_seconds",
+            "time from a final chunk's arrival to its flag or suggestion event",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.flags = Counter("assistant_flags", "red flags raised, by label", ["label"], registry=r)
+        self.alerts = Counter(
+            "assistant_alerts", "supervisor alerts, by reason and kind", ["reason", "kind"], registry=r
+        )
+        self.alert_acks = Counter("assistant_alert_acks", "alerts acknowledged by supervisors", registry=r)
+        self.events = Counter("assistant_events", "call events published, by type", ["type"], registry=r)
+        self.errors = Counter(
+            "assistant_stream_errors", "error events sent to sources, by reason", ["reason"], registry=r
+        )
+        self.gaps = Counter("assistant_gaps", "sequence gaps skipped", ["reason"], registry=r)
+        self.connected_calls = Gauge("assistant_connected_calls", "calls with a source connected", registry=r)
+        self.live_calls = Gauge("assistant_live_calls", "calls in memory that have not ended", registry=r)
+        self.clients = Gauge(
+            "assistant_connected_clients", "connected sockets by kind", ["socket"], registry=r
+        )
+        self.batch_size = Histogram(
+            "assistant_batch_size",
+            "utterances per red-flag batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "assistant_batch_seconds", "red-flag batch inference time", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.store_backlog = Gauge("assistant_store_backlog", "store writes queued", registry=r)

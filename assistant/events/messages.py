@@ -1,0 +1,233 @@
+"""Wire messages of the streaming protocol (docs/protocol.md): what sources send and what the server pushes.
+
+Inbound messages are validated with pydantic; outbound events are pydantic models serialised once and fanned
+out as JSON text. Every call event carries ``eid``, the call's event number (1, 2, ...), so that a sidebar that
+reconnects with ``?after=N`` receives exactly the events it missed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from enum import IntEnum, StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_CALL_ID_RE = re.compile(CALL_ID_PATTERN)
+
+
+def is_safe_call_id(call_id: str) -> bool:
+    """True when ``call_id`` is a safe identifier: letters, digits, ``.``, ``_``, ``-``; at most 64 chars."""
+    return bool(_CALL_ID_RE.fullmatch(call_id))
+
+
+class CloseCode(IntEnum):
+    """Every WebSocket close code the server uses, in one place."""
+
+    NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
+    GOING_AWAY = 1001  # the server is shutting down; reconnect and resume
+    INTERNAL_ERROR = 1011
+    BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
+    UNAUTHORIZED = 4401  # no or invalid token
+    FORBIDDEN = 4403  # the token's role may not use this socket
+    SLOW_CONSUMER = 4408  # the client did not read its events fast enough; reconnect with ?after=
+    SOURCE_REPLACED = 4409  # another source connected for the same call and took over
+    CALL_ENDED = 4410  # the call has ended; no more chunks are accepted
+    TOO_MANY_ERRORS = 4429  # too many bad messages in a row
+
+
+class ErrorReason(StrEnum):
+    """Machine-readable ``reason`` of an ``error`` event."""
+
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_CHUNK = "invalid_chunk"  # missing or badly typed fields
+    TEXT_TOO_LONG = "text_too_long"
+    SEQ_BACKWARDS = "seq_backwards"  # seq already used with other text, or skipped by a gap
+    CALL_ID_MISMATCH = "call_id_mismatch"
+    BAD_CALL_ID = "bad_call_id"
+    UNKNOWN_ALERT = "unknown_alert"
+    ANALYSIS_FAILED = "analysis_failed"
+    CALL_ENDED = "call_ended"
+
+
+# ---- inbound ---------------------------------------------------------------------------------------------
+
+
+class ChunkIn(BaseModel):
+    """A transcript chunk as the source sends it (``type`` optional: a message without one is a chunk)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    type: Literal["chunk"] = "chunk"
+    call_id: str | None = None
+    seq: int = Field(ge=0, strict=True)
+    speaker: Literal["customer", "agent"]
+    text: str = Field(strict=True)
+    is_final: bool = Field(default=True, strict=True)
+    ts: float | None = Field(default=None, ge=0)
+
+
+class EndIn(BaseModel):
+    """The source says the call is over: ``{"type": "end"}``."""
+
+    type: Literal["end"]
+
+
+class AlertAckIn(BaseModel):
+    """A supervisor acknowledges an alert over ``WS /v1/alerts``: ``{"type": "ack", "id": "..."}``."""
+
+    type: Literal["ack"]
+    id: str = Field(min_length=1, max_length=64)
+    note: str | None = Field(default=None, max_length=500)
+
+
+# ---- outbound ----------------------------------------------------------------------------------------------
+
+
+def now() -> float:
+    """Server wall-clock time (Unix seconds) stamped on outbound events."""
+    return round(time.time(), 3)
+
+
+class Event(BaseModel):
+    """Base of every outbound event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    ts: float = Field(default_factory=now)
+
+
+class CallEvent(Event):
+    """An event of one call; ``eid`` numbers the call's events from 1 (set when published)."""
+
+    call_id: str
+    eid: int = 0
+
+
+class ReadyEvent(Event):
+    type: Literal["ready"] = "ready"
+    call_id: str
+    last_seq: int  # highest seq processed in order; resume with last_seq + 1 (-1: none yet)
+    state: str
+    resumed: bool
+
+
+class AckEvent(Event):
+    type: Literal["ack"] = "ack"
+    seq: int
+    is_final: bool = True
+    duplicate: bool = False
+    buffered: bool = False  # held until the missing seqs before it arrive (see the gap rule)
+
+
+class ErrorEvent(Event):
+    type: Literal["error"] = "error"
+    reason: str
+    message: str
+    seq: int | None = None
+
+
+class PongEvent(Event):
+    type: Literal["pong"] = "pong"
+
+
+class SpanOut(BaseModel):
+    start: int
+    end: int
+    text: str
+    label: str
+    weight: float
+
+
+class SeverityOut(BaseModel):
+    score: float
+    level: str
+
+
+class TranscriptEvent(CallEvent):
+    type: Literal["transcript"] = "transcript"
+    seq: int
+    speaker: str
+    text: str  # redacted
+    is_final: bool
+    call_ts: float | None = None  # seconds since the call began, from the chunk
+
+
+class FlagEvent(CallEvent):
+    type: Literal["flag"] = "flag"
+    seq: int
+    speaker: str
+    text: str  # redacted; spans index into it
+    labels: list[str]
+    groups: list[str]
+    scores: dict[str, float]
+    spans: list[SpanOut]
+    severity: SeverityOut
+
+
+class SeverityEvent(CallEvent):
+    type: Literal["severity"] = "severity"
+    seq: int
+    score: float
+    level: str
+    previous_level: str
+
+
+class SuggestionEvent(CallEvent):
+    type: Literal["suggestion"] = "suggestion"
+    seq: int
+    suggestions: list[dict[str, Any]]
+    advisor: dict[str, Any] = Field(default_factory=dict)
+
+
+class GapEvent(CallEvent):
+    type: Literal["gap"] = "gap"
+    first_missing: int
+    last_missing: int
+    reason: str  # "timeout" or "window"
+
+
+class ProcessedEvent(CallEvent):
+    """The last event of every final chunk: its analysis is complete (benchmarks measure up to here)."""
+
+    type: Literal["processed"] = "processed"
+    seq: int
+    latency_ms: float
+
+
+class AlertEvent(CallEvent):
+    type: Literal["alert"] = "alert"
+    id: str
+    episode: int
+    severity: float
+    level: str
+    labels: list[str]
+    reason: str  # "abusive", "threat", "escalation", "legal"
+    text: str  # the redacted utterance that opened the episode
+    seq: int
+    update: bool = False  # true: the same episode stepped up in severity (same id)
+    acked: bool = False
+    acked_by: str | None = None
+
+
+class AlertAckEvent(CallEvent):
+    type: Literal["alert_ack"] = "alert_ack"
+    id: str
+    acked_by: str
+    note: str | None = None
+
+
+class CallEndedEvent(CallEvent):
+    type: Literal["call_ended"] = "call_ended"
+    reason: str
+    last_seq: int
+
+
+def encode(event: Event) -> str:
+    """Serialise an event once for every subscriber."""
+    return event.model_dump_json(exclude_none=True)

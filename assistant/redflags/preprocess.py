@@ -1,0 +1,97 @@
+"""Turn an utterance and its context into model inputs, with a documented truncation rule.
+
+Layout: ``[CLS] utterance [SEP] context [SEP]`` (token types 0 and 1). The utterance comes first so its
+tokens sit at fixed positions and their character offsets map straight back for spans.
+
+Truncation rule (recent kept, oldest dropped):
+1. The utterance keeps its last ``max_text_tokens`` tokens: in a long chunk the most recent words matter.
+   Before tokenising, only its last ``max_text_tokens * 12`` characters are read, so 100 kB costs nothing.
+2. The context (earlier turns, oldest first) is joined newest-last and keeps its last tokens, filling what
+   the utterance leaves of ``max_length``; older turns are dropped first.
+
+Normalisation never moves characters: social-media debris (``@user``, ``RT``, URLs, HTML entities) and
+control characters are blanked out with spaces of the same length, so offsets stay valid for the raw text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+_CHARS_PER_TOKEN_BOUND = 12
+# Debris that carries no red-flag signal but appears in training tweets; blanked, not deleted.
+_DEBRIS = re.compile(
+    r"(?:https?://\S+|www\.\S+|@\w+|\bRT\b|&(?:amp|lt|gt|quot|#\d+);|[\x00-\x08\x0b-\x1f\x7f])", re.IGNORECASE
+)
+
+
+def normalize(text: str) -> str:
+    """Blank out social-media debris and control characters, keeping every character's position."""
+    return _DEBRIS.sub(lambda m: " " * len(m.group(0)), text)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """Model inputs plus what is needed to map token scores back to the raw text."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    # Per row: (start, end) character offsets in the raw utterance for tokens 1..n_text; n_text = len(list).
+    text_offsets: list[list[tuple[int, int]]]
+    truncated: list[bool]
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    contexts: list[tuple[str, ...]],
+    *,
+    max_length: int,
+    max_text_tokens: int,
+) -> EncodedBatch:
+    """Tokenise a batch under the truncation rule of this module."""
+    if len(texts) != len(contexts):
+        raise ValueError(
+            f"expected one context per text, got {len(texts)} texts and {len(contexts)} contexts"
+        )
+    char_budget = max_text_tokens * _CHARS_PER_TOKEN_BOUND
+    starts = [max(0, len(t) - char_budget) for t in texts]
+    views = [normalize(t[s:]) for t, s in zip(texts, starts, strict=True)]
+    enc_t = tokenizer(views, add_special_tokens=False, return_offsets_mapping=True)
+    ctx_views = [normalize(" ".join(c)[-char_budget * 2 :]) if c else "" for c in contexts]
+    enc_c = tokenizer(ctx_views, add_special_tokens=False)
+
+    cls_id, sep_id, pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+    rows: list[list[int]] = []
+    types: list[list[int]] = []
+    offsets: list[list[tuple[int, int]]] = []
+    truncated: list[bool] = []
+    for i, ids in enumerate(enc_t["input_ids"]):
+        offs = enc_t["offset_mapping"][i]
+        cut = starts[i] > 0 or len(ids) > max_text_tokens
+        ids, offs = ids[-max_text_tokens:], offs[-max_text_tokens:]
+        room = max_length - len(ids) - 3
+        ctx = enc_c["input_ids"][i][-room:] if room > 0 else []
+        row = [cls_id, *ids, sep_id]
+        tt = [0] * len(row)
+        if ctx:
+            row += [*ctx, sep_id]
+            tt += [1] * (len(ctx) + 1)
+        rows.append(row)
+        types.append(tt)
+        offsets.append([(a + starts[i], b + starts[i]) for a, b in offs])
+        truncated.append(cut)
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    token_types = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, tt) in enumerate(zip(rows, types, strict=True)):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        attention[i, : len(r)] = 1
+        token_types[i, : len(tt)] = torch.tensor(tt)
+    return EncodedBatch(input_ids, attention, token_types, offsets, truncated)

@@ -1,0 +1,213 @@
+"""Fine-tune the red-flag classifier on examples; choose thresholds on validation data.
+
+The loss is a binary cross-entropy masked per label to what each example's source annotates (``known``):
+an intent data set says nothing about profanity, so it must not teach "not profanity" by omission.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from assistant.encoder import base_encoder_path, force_offline
+from assistant.labels import LABELS
+from assistant.redflags.classifier import RedFlagClassifier, RedFlagConfig
+from assistant.redflags.data import Example
+from assistant.redflags.metrics import best_threshold
+from assistant.redflags.model import RedFlagNet
+from assistant.redflags.preprocess import encode
+from assistant.types import Utterance
+
+logger = logging.getLogger(__name__)
+
+_PUNCT = re.compile(r"[^\w\s']")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (saved in the model config)."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 6e-5
+    head_lr: float = 2e-3
+    weight_decay: float = 0.01
+    trainable_layers: int = 2
+    max_length: int = 96
+    max_text_tokens: int = 64
+    asr_style_prob: float = 0.35  # share of training texts shown lower-cased without punctuation
+    seed: int = 13
+    warmup_share: float = 0.06
+
+
+def asr_style(text: str) -> str:
+    """What an ASR transcript of ``text`` looks like: lower case, no punctuation, single spaces."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def _targets(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    y = torch.zeros(len(examples), len(LABELS))
+    mask = torch.zeros(len(examples), len(LABELS))
+    for i, ex in enumerate(examples):
+        for j, label in enumerate(LABELS):
+            y[i, j] = float(label in ex.labels)
+            mask[i, j] = float(label in ex.known or label in ex.labels)
+    return y, mask
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_classifier(cfg: TrainConfig) -> RedFlagClassifier:
+    """A classifier with the base encoder and a fresh head, ready to train."""
+    force_offline()
+    base = str(base_encoder_path())
+    net = RedFlagNet.from_base(base, n_labels=len(LABELS), trainable_layers=cfg.trainable_layers)
+    config = RedFlagConfig(trainable_layers=cfg.trainable_layers, training=asdict(cfg))
+    return RedFlagClassifier(net, AutoTokenizer.from_pretrained(base), config)
+
+
+def train(
+    train_examples: Sequence[Example],
+    valid_examples: Sequence[Example],
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> RedFlagClassifier:
+    """Fine-tune from the base encoder; thresholds are chosen on ``valid_examples`` (if any)."""
+    if not train_examples:
+        raise ValueError("no training examples: check the data dir and the sources asked for")
+    seed_everything(cfg.seed)
+    clf = new_classifier(cfg)
+    net = clf.net
+    rng = random.Random(cfg.seed)
+    y_all, mask_all = _targets(train_examples)
+
+    head_params = list(net.head.parameters())
+    head_ids = {id(p) for p in head_params}
+    enc_params = [p for p in net.tuned_parameters() if id(p) not in head_ids]
+    opt = torch.optim.AdamW(
+        [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    steps_per_epoch = (len(train_examples) + cfg.batch_size - 1) // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(total * cfg.warmup_share))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup))
+    )
+
+    # Each example is shown raw or ASR-style, decided once: the frozen trunk's output is then computed
+    # once per example and cached, and each step only runs the tuned layers (several times faster on CPU).
+    texts = [asr_style(e.text) if rng.random() < cfg.asr_style_prob else e.text for e in train_examples]
+    cache = _trunk_cache(clf, texts, [e.context for e in train_examples], cfg, progress=progress)
+
+    order = list(range(len(train_examples)))
+    for epoch in range(cfg.epochs):
+        net.train()
+        rng.shuffle(order)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
+        running = 0.0
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            hidden, mask = _pad([cache[i] for i in idx])
+            out = net.top(hidden, mask)
+            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
+                out.logits, y_all[idx], reduction="none"
+            )
+            m = mask_all[idx]
+            loss = (loss_el * m).sum() / m.sum().clamp(min=1.0)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.tuned_parameters(), 1.0)
+            opt.step()
+            sched.step()
+            value = float(loss.detach())
+            running = 0.95 * running + 0.05 * value if step else value
+            bar.set_postfix(loss=f"{running:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, running)
+    net.eval()
+    if valid_examples:
+        clf.config.thresholds = choose_thresholds(clf, valid_examples, progress=progress)
+        clf._thresholds = torch.tensor([clf.config.thresholds[label] for label in LABELS])
+    return clf
+
+
+def _trunk_cache(
+    clf: RedFlagClassifier,
+    texts: list[str],
+    contexts: Sequence[tuple[str, ...]],
+    cfg: TrainConfig,
+    *,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> list[torch.Tensor]:
+    """Frozen-trunk hidden states of every example, unpadded: (tokens, hidden) each."""
+    # Batches of similar length waste little on padding.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + sum(len(c) for c in contexts[i]))
+    cache: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    clf.net.eval()
+    starts = range(0, len(order), batch_size)
+    for s in tqdm(starts, desc="encoding (frozen layers)", disable=not progress):
+        idx = order[s : s + batch_size]
+        enc = encode(
+            clf.tokenizer,
+            [texts[i] for i in idx],
+            [tuple(contexts[i]) for i in idx],
+            max_length=cfg.max_length,
+            max_text_tokens=cfg.max_text_tokens,
+        )
+        with torch.inference_mode():
+            hidden = clf.net.trunk(enc.input_ids, enc.attention_mask, enc.token_type_ids)
+        lengths = enc.attention_mask.sum(dim=1).tolist()
+        for row, i in enumerate(idx):
+            cache[i] = hidden[row, : lengths[row]].clone()
+    return cache
+
+
+def _pad(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(s.shape[0] for s in states)
+    hidden = torch.zeros(len(states), width, states[0].shape[1])
+    mask = torch.zeros(len(states), width, dtype=torch.long)
+    for i, s in enumerate(states):
+        hidden[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return hidden, mask
+
+
+def predict_probs(
+    clf: RedFlagClassifier, examples: Sequence[Example], *, batch_size: int = 128, progress: bool = False
+) -> np.ndarray:
+    """(N, labels) probabilities for examples, in batches."""
+    out = []
+    starts = range(0, len(examples), batch_size)
+    for s in tqdm(starts, desc="scoring", disable=not progress):
+        chunk = examples[s : s + batch_size]
+        out.append(clf.probabilities([Utterance(e.text, tuple(e.context)) for e in chunk]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
+
+
+def choose_thresholds(
+    clf: RedFlagClassifier, valid: Sequence[Example], *, progress: bool = False
+) -> dict[str, float]:
+    """Per label, the F1-best threshold on the validation rows whose source annotates that label."""
+    probs = predict_probs(clf, valid, progress=progress)
+    y, mask = _targets(valid)
+    thresholds = {}
+    for j, label in enumerate(LABELS):
+        rows = mask[:, j].numpy() > 0
+        thresholds[label] = best_threshold(y[rows, j].numpy(), probs[rows, j]) if rows.any() else 0.5
+    return thresholds

@@ -1,0 +1,398 @@
+"""The call record store: SQLAlchemy 2 async engine, migrations at start-up, batched writes, reads.
+
+Same code on SQLite (``sqlite+aiosqlite:///var/assistant.db``, the embedded default) and PostgreSQL
+(``postgresql+asyncpg://...``). Writes arrive as ``Insert``/``Upsert``/``Update`` operations, normally through
+the write-behind ``StoreWriter`` so that the hot path never waits for the database.
+
+Example:
+    >>> store = Store("sqlite+aiosqlite:///:memory:")  # cheap; connect and migrate with await store.start()
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Table, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from assistant.errors import ConfigurationError
+from assistant.store import models as m
+from assistant.store.records import (
+    AckRecord,
+    AlertRecord,
+    CallRecord,
+    CallSummary,
+    ChunkRecord,
+    FeedbackRecord,
+    FlagRecord,
+    SuggestionRecord,
+)
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_TABLES: dict[str, Table] = {t.name: t for t in m.metadata.sorted_tables}
+_MIGRATION_LOCK_ID = 0x0A551574  # PostgreSQL advisory lock: one worker migrates at a time
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite gives naive datetimes back; every stored time is UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _aware_opt(dt: datetime | None) -> datetime | None:
+    return None if dt is None else _aware(dt)
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    table: str
+    row: dict[str, Any]
+    ignore_conflict: tuple[str, ...] = ()  # unique columns: a row already there is kept
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    table: str
+    row: dict[str, Any]
+    keys: tuple[str, ...] = ("id",)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    table: str
+    where: dict[str, Any]
+    values: dict[str, Any]
+    only_if_null: str | None = None  # e.g. "acked_at": the first acknowledgement wins
+
+
+Op = Insert | Upsert | Update
+
+
+@dataclass(slots=True)
+class _Dialect:
+    name: str
+    insert: Any = field(default=None)
+
+
+def _run_upgrade(sync_conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+class Store:
+    """Async access to the call record. Construct cheaply; ``await start()`` connects and migrates."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        if "://" not in url:
+            raise ConfigurationError(f"ASSISTANT_DATABASE_URL is not a SQLAlchemy URL: {url!r}")
+        self.url = url
+        self.echo = echo
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise ConfigurationError("Store used before start(); start it in the app lifespan")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def start(self, *, migrate: bool = True) -> None:
+        kwargs: dict[str, Any] = {"echo": self.echo}
+        if self.url.startswith("sqlite"):
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:" and not path.startswith("file:"):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if ":memory:" in self.url:
+                kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        try:
+            self._engine = create_async_engine(self.url, **kwargs)
+        except Exception as e:
+            raise ConfigurationError(f"cannot use ASSISTANT_DATABASE_URL={self.url!r}: {e}") from e
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        if migrate:
+            await self.migrate()
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def migrate(self) -> None:
+        """Upgrade the schema to the newest Alembic revision (idempotent)."""
+        try:
+            async with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
+                await conn.run_sync(_run_upgrade)
+        except OSError as e:
+            raise ConfigurationError(f"cannot reach the database at ASSISTANT_DATABASE_URL: {e}") from e
+
+    # ---- writes ----------------------------------------------------------------------------------------
+    async def write(self, ops: list[Op]) -> None:
+        """Apply the operations in order, in one transaction."""
+        if not ops:
+            return
+        async with self.engine.begin() as conn:
+            for op in ops:
+                await self._apply(conn, op)
+
+    def _insert(self, conn: AsyncConnection, table: str) -> Any:
+        name = conn.dialect.name
+        t = _TABLES[table]
+        if name == "postgresql":
+            return postgresql.insert(t)
+        if name == "sqlite":
+            return sqlite.insert(t)
+        return insert(t)
+
+    async def _apply(self, conn: AsyncConnection, op: Op) -> None:
+        if isinstance(op, Insert):
+            stmt = self._insert(conn, op.table).values(**op.row)
+            if op.ignore_conflict:
+                stmt = stmt.on_conflict_do_nothing(index_elements=list(op.ignore_conflict))
+            await conn.execute(stmt)
+        elif isinstance(op, Upsert):
+            stmt = self._insert(conn, op.table).values(**op.row)
+            changes = {k: v for k, v in op.row.items() if k not in op.keys}
+            stmt = stmt.on_conflict_do_update(index_elements=list(op.keys), set_=changes)
+            await conn.execute(stmt)
+        else:
+            t = _TABLES[op.table]
+            ustmt = update(t).values(**op.values)
+            for col, value in op.where.items():
+                ustmt = ustmt.where(t.c[col] == value)
+            if op.only_if_null:
+                ustmt = ustmt.where(t.c[op.only_if_null].is_(None))
+            await conn.execute(ustmt)
+
+    async def add_feedback(
+        self,
+        *,
+        call_id: str,
+        verdict: str,
+        subject: str,
+        eid: int | None = None,
+        procedure_id: str | None = None,
+        step_index: int | None = None,
+        comment: str | None = None,
+    ) -> FeedbackRecord:
+        row: dict[str, Any] = {
+            "call_id": call_id,
+            "eid": eid,
+            "procedure_id": procedure_id,
+            "step_index": step_index,
+            "verdict": verdict,
+            "comment": comment,
+            "subject": subject,
+            "created_at": utcnow(),
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(_TABLES["feedback"]).values(**row).returning(_TABLES["feedback"].c.id)
+            )
+            new_id = int(result.scalar_one())
+        return FeedbackRecord(id=new_id, **row)
+
+    # ---- reads -----------------------------------------------------------------------------------------
+    async def call_exists(self, call_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            got = await conn.execute(select(m.Call.id).where(m.Call.id == call_id))
+            return got.first() is not None
+
+    async def resume_state(self, call_id: str) -> tuple[str, int, int, list[ChunkRecord]] | None:
+        """(status, last_seq, last_eid, last 20 chunks) of a stored call, or None when unknown."""
+        async with self.engine.connect() as conn:
+            call = (await conn.execute(select(m.Call).where(m.Call.id == call_id))).first()
+            if call is None:
+                return None
+            last = await conn.execute(select(func.max(m.Chunk.seq)).where(m.Chunk.call_id == call_id))
+            last_seq = last.scalar_one_or_none()
+            rows = await conn.execute(
+                select(m.Chunk).where(m.Chunk.call_id == call_id).order_by(m.Chunk.seq.desc()).limit(20)
+            )
+            chunks = [_chunk(r) for r in reversed(rows.all())]
+        return call.status, (last_seq if last_seq is not None else -1), call.last_eid, chunks
+
+    async def list_calls(self, *, limit: int = 100, status: str | None = None) -> list[CallSummary]:
+        async with self.engine.connect() as conn:
+            q = select(m.Call).order_by(m.Call.updated_at.desc()).limit(limit)
+            if status:
+                q = q.where(m.Call.status == status)
+            calls = (await conn.execute(q)).all()
+            ids = [c.id for c in calls]
+            open_counts: dict[str, int] = {}
+            if ids:
+                rows = await conn.execute(
+                    select(m.Alert.call_id, func.count())
+                    .where(m.Alert.call_id.in_(ids), m.Alert.acked_at.is_(None))
+                    .group_by(m.Alert.call_id)
+                )
+                open_counts = {cid: int(n) for cid, n in rows.all()}
+        return [_summary(c, open_counts.get(c.id, 0)) for c in calls]
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        async with self.engine.connect() as conn:
+            call = (await conn.execute(select(m.Call).where(m.Call.id == call_id))).first()
+            if call is None:
+                return None
+            chunks = await conn.execute(
+                select(m.Chunk).where(m.Chunk.call_id == call_id).order_by(m.Chunk.seq)
+            )
+            flags = await conn.execute(select(m.Flag).where(m.Flag.call_id == call_id).order_by(m.Flag.id))
+            alerts = (
+                await conn.execute(
+                    select(m.Alert).where(m.Alert.call_id == call_id).order_by(m.Alert.created_at)
+                )
+            ).all()
+            acks = await conn.execute(
+                select(m.AlertAck).where(m.AlertAck.call_id == call_id).order_by(m.AlertAck.id)
+            )
+            sugg = await conn.execute(
+                select(m.SuggestionRow).where(m.SuggestionRow.call_id == call_id).order_by(m.SuggestionRow.id)
+            )
+            fb = await conn.execute(
+                select(m.Feedback).where(m.Feedback.call_id == call_id).order_by(m.Feedback.id)
+            )
+            acks_by_alert: dict[str, list[AckRecord]] = {}
+            for a in acks.all():
+                acks_by_alert.setdefault(a.alert_id, []).append(
+                    AckRecord(subject=a.subject, note=a.note, created_at=_aware(a.created_at))
+                )
+            open_alerts = sum(1 for a in alerts if a.acked_at is None)
+            summary = _summary(call, open_alerts)
+            return CallRecord(
+                **summary.model_dump(),
+                last_eid=call.last_eid,
+                advisor_state=call.advisor_state or {},
+                transcript=[_chunk(r) for r in chunks.all()],
+                flags=[
+                    FlagRecord(
+                        seq=f.seq,
+                        labels=f.labels,
+                        scores=f.scores,
+                        spans=f.spans,
+                        severity=f.severity,
+                        level=f.level,
+                        created_at=_aware(f.created_at),
+                    )
+                    for f in flags.all()
+                ],
+                alerts=[_alert(a, acks_by_alert.get(a.id, [])) for a in alerts],
+                suggestions=[
+                    SuggestionRecord(
+                        **{k: getattr(s, k) for k in SuggestionRecord.model_fields if k != "created_at"},
+                        created_at=_aware(s.created_at),
+                    )
+                    for s in sugg.all()
+                ],
+                feedback=[
+                    FeedbackRecord(
+                        **{k: getattr(f, k) for k in FeedbackRecord.model_fields if k != "created_at"},
+                        created_at=_aware(f.created_at),
+                    )
+                    for f in fb.all()
+                ],
+            )
+
+    async def get_alert(self, alert_id: str) -> AlertRecord | None:
+        async with self.engine.connect() as conn:
+            a = (await conn.execute(select(m.Alert).where(m.Alert.id == alert_id))).first()
+            if a is None:
+                return None
+            acks = await conn.execute(select(m.AlertAck).where(m.AlertAck.alert_id == alert_id))
+            return _alert(
+                a,
+                [
+                    AckRecord(subject=x.subject, note=x.note, created_at=_aware(x.created_at))
+                    for x in acks.all()
+                ],
+            )
+
+    async def list_feedback(self, *, limit: int = 1000) -> list[FeedbackRecord]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(m.Feedback).order_by(m.Feedback.id.desc()).limit(limit))
+            return [
+                FeedbackRecord(
+                    **{k: getattr(f, k) for k in FeedbackRecord.model_fields if k != "created_at"},
+                    created_at=_aware(f.created_at),
+                )
+                for f in rows.all()
+            ]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+    except Exception:  # an in-memory database has no WAL; nothing to tune
+        pass
+    finally:
+        cur.close()
+
+
+def _chunk(r: Any) -> ChunkRecord:
+    return ChunkRecord(
+        seq=r.seq, speaker=r.speaker, text=r.text, call_ts=r.call_ts, received_at=_aware(r.received_at)
+    )
+
+
+def _summary(c: Any, open_alerts: int) -> CallSummary:
+    return CallSummary(
+        id=c.id,
+        status=c.status,
+        agent=c.agent,
+        started_at=_aware(c.started_at),
+        updated_at=_aware(c.updated_at),
+        ended_at=_aware_opt(c.ended_at),
+        end_reason=c.end_reason,
+        last_seq=c.last_seq,
+        severity=c.severity,
+        severity_level=c.severity_level,
+        peak_severity=c.peak_severity,
+        peak_level=c.peak_level,
+        flag_counts=c.flag_counts or {},
+        open_alerts=open_alerts,
+    )
+
+
+def _alert(a: Any, acks: list[AckRecord]) -> AlertRecord:
+    return AlertRecord(
+        id=a.id,
+        call_id=a.call_id,
+        episode=a.episode,
+        seq=a.seq,
+        reason=a.reason,
+        level=a.level,
+        severity=a.severity,
+        labels=a.labels,
+        text=a.text,
+        updates=a.updates,
+        created_at=_aware(a.created_at),
+        updated_at=_aware(a.updated_at),
+        acked_at=_aware_opt(a.acked_at),
+        acked_by=a.acked_by,
+        acks=acks,
+    )

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from assistant.encoder import base_encoder_path
+from assistant.redflags.preprocess import encode, normalize
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # type: ignore[no-untyped-def]
+    return AutoTokenizer.from_pretrained(str(base_encoder_path()))
+
+
+def test_normalize_keeps_offsets() -> None:
+    raw = "RT @bob: you idiot &amp; https://x.co/a"
+    norm = normalize(raw)
+    assert len(norm) == len(raw)
+    assert norm.index("you idiot") == raw.index("you idiot")
+    assert "@bob" not in norm and "https" not in norm
+
+
+def test_encode_keeps_recent_text_and_context(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    long_text = "old words " * 5000 + "get me your manager"
+    batch = encode(tokenizer, [long_text, "hi"], [(), ("first turn", "second turn")], max_length=64, max_text_tokens=32)
+    assert batch.truncated == [True, False]
+    assert batch.input_ids.shape[1] <= 64
+    last = batch.text_offsets[0][-1]
+    assert long_text[last[0] : last[1]] == "manager"
+    # the context of row 2 is type 1 and ends with the newest turn
+    ids = batch.input_ids[1][batch.attention_mask[1].bool()].tolist()
+    assert tokenizer.decode(ids).endswith("first turn second turn [SEP]")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01\x02", "🔥🔥🔥 😡", "Sie sind ein Idiot", "ç" * 50_000])
+def test_encode_never_fails_on_odd_text(tokenizer, text: str) -> None:  # type: ignore[no-untyped-def]
+    batch = encode(tokenizer, [text], [()], max_length=128, max_text_tokens=96)
+    assert batch.input_ids.shape[0] == 1 and batch.input_ids.shape[1] <= 128

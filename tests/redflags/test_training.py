@@ -1,0 +1,86 @@
+"""Training code on a tiny slice: seeded overfit, save/reload, batch equals one at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from assistant.labels import LABELS
+from assistant.redflags.classifier import RedFlagClassifier
+from assistant.redflags.data import Example
+from assistant.redflags.training import TrainConfig, asr_style, train
+from assistant.types import Utterance
+
+ALL = frozenset(LABELS)
+
+
+def _ex(text: str, *labels: str, known: frozenset[str] = ALL) -> Example:
+    return Example(text, (), frozenset(labels), known, "unit", "train", text)
+
+
+TINY = [
+    _ex("you are a useless idiot", "insult"),
+    _ex("get me your manager right now", "escalation_request"),
+    _ex("i will sue you and report you to the regulator", "legal_threat"),
+    _ex("thanks so much have a nice day"),
+    _ex("i want to cancel my account and switch to another bank", "churn_risk"),
+    _ex("what the fuck is going on", "profanity"),
+    _ex("i know where you live and i will hurt you", "threat"),
+    _ex("this is the third time i call and it is still not fixed", "frustration"),
+    _ex("can you check my balance please"),
+]
+
+
+@pytest.fixture(scope="module")
+def overfit() -> RedFlagClassifier:
+    cfg = TrainConfig(epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7)
+    return train(TINY * 3, TINY, cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_training_overfits_a_tiny_set(overfit: RedFlagClassifier) -> None:
+    results = overfit.predict([Utterance(e.text) for e in TINY])
+    for ex, res in zip(TINY, results, strict=True):
+        assert set(res.flagged) == set(ex.labels), ex.text
+
+
+@pytest.mark.slow
+def test_training_spans_point_into_the_text(overfit: RedFlagClassifier) -> None:
+    text = "you are a useless idiot"
+    res = overfit.predict([Utterance(text)])[0]
+    spans = res.labels["insult"].spans
+    assert spans, "a flagged label must come with at least one span"
+    for s in spans:
+        assert text[s.start : s.end] == s.text and s.text.strip()
+
+
+@pytest.mark.slow
+def test_training_is_seeded(overfit: RedFlagClassifier) -> None:
+    cfg = TrainConfig(epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7)
+    again = train(TINY * 3, TINY, cfg, progress=False)
+    batch = [Utterance(e.text) for e in TINY]
+    assert torch.allclose(again.probabilities(batch), overfit.probabilities(batch), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_save_and_reload_give_equal_scores(overfit: RedFlagClassifier, tmp_path: Path) -> None:
+    overfit.save(tmp_path / "m")
+    loaded = RedFlagClassifier.load(tmp_path / "m")
+    batch = [Utterance(e.text, ("earlier turn",)) for e in TINY]
+    assert torch.allclose(loaded.probabilities(batch), overfit.probabilities(batch), atol=1e-6)
+    assert loaded.config.thresholds == overfit.config.thresholds
+
+
+def test_masked_labels_are_not_taught() -> None:
+    from assistant.redflags.training import _targets
+
+    ex = _ex("cancel my card", "churn_risk", known=frozenset({"churn_risk"}))
+    y, mask = _targets([ex])
+    assert mask[0].tolist() == [float(label == "churn_risk") for label in LABELS]
+    assert y[0, LABELS.index("churn_risk")] == 1.0
+
+
+def test_asr_style_lowercases_and_drops_punctuation() -> None:
+    assert asr_style("Hello, I'm REALLY upset!!") == "hello i'm really upset"

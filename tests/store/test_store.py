@@ -1,0 +1,146 @@
+"""Contract tests shared by both databases: migrations, writes through the writer, reads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _call_row(call_id: str) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "id": call_id,
+        "status": "live",
+        "started_at": now,
+        "updated_at": now,
+        "end_reason": "",
+        "last_seq": -1,
+        "last_eid": 0,
+        "severity": 0.0,
+        "severity_level": "none",
+        "peak_severity": 0.0,
+        "peak_level": "none",
+        "flag_counts": {},
+        "advisor_state": {},
+    }
+
+
+def test_store_migrates_idempotently_and_round_trips_a_call(db_url: str) -> None:
+    call_id = f"c-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        store = Store(db_url)
+        await store.start()
+        await store.migrate()  # a second run is a no-op
+        writer = StoreWriter(store)
+        await writer.start()
+        now = utcnow()
+        writer.put(Upsert("calls", _call_row(call_id)))
+        for seq in (1, 2, 2):  # the repeated chunk is ignored by the unique (call_id, seq)
+            writer.put(
+                Insert(
+                    "chunks",
+                    {
+                        "call_id": call_id,
+                        "seq": seq,
+                        "speaker": "customer",
+                        "text": f"t{seq}",
+                        "received_at": now,
+                    },
+                    ignore_conflict=("call_id", "seq"),
+                )
+            )
+        writer.put(
+            Insert(
+                "flags",
+                {
+                    "call_id": call_id,
+                    "seq": 2,
+                    "labels": ["insult"],
+                    "scores": {"insult": 0.9},
+                    "spans": [],
+                    "severity": 0.5,
+                    "level": "medium",
+                    "created_at": now,
+                },
+            ),
+            Insert(
+                "alerts",
+                {
+                    "id": f"a-{call_id}",
+                    "call_id": call_id,
+                    "episode": 1,
+                    "seq": 2,
+                    "reason": "abusive",
+                    "level": "high",
+                    "severity": 0.7,
+                    "labels": ["insult"],
+                    "text": "t2",
+                    "updates": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ),
+            Update(
+                "alerts",
+                {"id": f"a-{call_id}"},
+                {"acked_at": now, "acked_by": "sup"},
+                only_if_null="acked_at",
+            ),
+            Update(
+                "alerts",
+                {"id": f"a-{call_id}"},
+                {"acked_at": now, "acked_by": "late"},
+                only_if_null="acked_at",
+            ),
+            Update("calls", {"id": call_id}, {"status": "ended", "last_seq": 2, "ended_at": now}),
+        )
+        await writer.flush()
+        rec = await store.get_call(call_id)
+        assert rec is not None and rec.status == "ended" and rec.last_seq == 2
+        assert [c.seq for c in rec.transcript] == [1, 2]
+        assert rec.flags[0].labels == ["insult"] and rec.alerts[0].acked_by == "sup"
+        summaries = await store.list_calls(status="ended")
+        assert call_id in [s.id for s in summaries]
+        resume = await store.resume_state(call_id)
+        assert resume is not None and resume[0] == "ended" and resume[1] == 2
+        fb = await store.add_feedback(call_id=call_id, verdict="wrong", subject="agent-1", eid=7)
+        assert fb.id > 0 and (await store.list_feedback())[0].verdict == "wrong"
+        assert await store.get_call("missing") is None
+        await writer.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_store_writer_survives_a_bad_batch(db_url: str) -> None:
+    async def scenario() -> None:
+        store = Store(db_url)
+        await store.start()
+        writer = StoreWriter(store, retry_delay_s=0.01)
+        await writer.start()
+        writer.put(
+            Insert("calls", {"id": "x"})
+        )  # missing NOT NULL columns: the batch fails twice and is dropped
+        await writer.flush()
+        assert writer.dropped == 1
+        call_id = f"ok-{uuid.uuid4().hex[:6]}"
+        writer.put(Upsert("calls", _call_row(call_id)))
+        await writer.flush()
+        assert await store.call_exists(call_id)
+        await writer.close()
+        await store.close()
+
+    asyncio.run(scenario())
