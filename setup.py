@@ -13,4 +13,10 @@ for name, folder in ROOTS.items():
     if name != "assistant":
         packages += [name] + [f"{name}.{sub}" for sub in find_packages(where=folder)]
 
-setup(packages=packages, package_dir=ROOTS)
+# Web pages, SQL migrations and other non-Python files ship inside the packages that read them.
+PACKAGE_DATA = {
+    "assistant.api": ["static/*", "static/**/*", "templates/*"],
+    "assistant.store": ["migrations/*", "migrations/**/*", "*.ini"],
+}
+
+setup(packages=packages, package_dir=ROOTS, package_data=PACKAGE_DATA, include_package_data=True)

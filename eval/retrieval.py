@@ -92,7 +92,10 @@ def evaluate_one(retriever: Retriever, examples: Sequence[RetrievalExample]) -> 
 
 
 def evaluate(
-    model: Retriever, examples: Sequence[RetrievalExample], *, baselines: Mapping[str, Retriever] | None = None
+    model: Retriever,
+    examples: Sequence[RetrievalExample],
+    *,
+    baselines: Mapping[str, Retriever] | None = None,
 ) -> dict[str, Any]:
     """The model's metrics at top level and each baseline's under ``baselines``.
 
@@ -114,10 +117,112 @@ def evaluate(
 def format_table(report: Mapping[str, Any]) -> str:
     """A fixed-width table: one row per retriever."""
     cols = ["recall@1", "recall@3", "recall@5", "mrr", "latency_ms_p50"]
-    rows = [(str(report.get("model", "model")), report)] + list(report.get("baselines", {}).items())
+    rows = [(str(report.get("model", "model")), report), *list(report.get("baselines", {}).items())]
     head = f"{'retriever':<10}" + "".join(f"{c:>16}" for c in cols)
     lines = [head, "-" * len(head)]
     for name, r in rows:
         lines.append(f"{name:<10}" + "".join(f"{r[c]:>16.3f}" for c in cols))
     lines.append(f"n={report['n']} queries; primary metric: {PRIMARY_METRIC}")
     return "\n".join(lines)
+
+
+def synthetic_benchmark(
+    embedder: Any, *, passages: int = 1000, queries: Sequence[str] = (), workdir: Path, seed: int = 0
+) -> dict[str, Any]:
+    """Build time and one-chunk advisor latency (encode + search + fusion + step choice) on a synthetic KB.
+
+    The synthetic knowledge base has ``passages`` passages (procedures of 8 steps, a summary and one phrase
+    each), written as Markdown and built cold (no embedding cache). Latency is the median over the queries
+    after a warm-up, each run as a customer chunk on a fresh call.
+    """
+    import random
+
+    from assistant.knowledge.advisor import KnowledgeAdvisor
+    from assistant.knowledge.index import build_from_settings
+    from assistant.settings import load_settings
+
+    rng = random.Random(seed)
+    words = [
+        "account",
+        "bill",
+        "charge",
+        "refund",
+        "order",
+        "delivery",
+        "password",
+        "router",
+        "signal",
+        "contract",
+        "payment",
+        "invoice",
+        "plan",
+        "upgrade",
+        "cancel",
+        "return",
+        "address",
+        "phone",
+        "card",
+        "fee",
+        "store",
+        "credit",
+        "shipping",
+        "package",
+        "item",
+        "warranty",
+        "outage",
+        "complaint",
+        "supervisor",
+        "transfer",
+        "callback",
+        "email",
+        "verify",
+        "identity",
+        "reset",
+        "login",
+        "app",
+        "website",
+        "speed",
+        "error",
+        "fix",
+        "replace",
+    ]
+    kb_dir = workdir / "kb"
+    kb_dir.mkdir(parents=True, exist_ok=True)
+    n_proc = max(1, passages // 10)
+    for i in range(n_proc):
+        steps = "\n".join(
+            f"{k}. **{' '.join(rng.sample(words, 3))}.** {' '.join(rng.sample(words, 10))}\n"
+            f'   > Say: "{" ".join(rng.sample(words, 8))}"'
+            for k in range(1, 9)
+        )
+        kb_dir.joinpath(f"p{i:04d}.md").write_text(
+            f"---\nid: synthetic-{i:04d}\ntitle: {' '.join(rng.sample(words, 4))}\nstage: problem_resolution\n"
+            f"answers: [synthetic]\nversion: '1'\nlast_revised: 2024-01-01\nphrases: ['{' '.join(rng.sample(words, 6))}']\n"
+            f"---\n# Synthetic {i}\n\n{' '.join(rng.sample(words, 20))}\n\n## Steps\n\n{steps}\n",
+            encoding="utf-8",
+        )
+    settings = load_settings(knowledge_dir=kb_dir, var_dir=workdir / "var")
+    embedder.warm_up()
+    t0 = time.perf_counter()
+    report = build_from_settings(settings, embedder, force=True)
+    build_s = time.perf_counter() - t0
+    advisor = KnowledgeAdvisor(settings, embedder, index=report.index)
+    qs = list(queries) or ["I want a refund for my order"]
+    for q in qs[:5]:
+        advisor.advise(advisor.start_call(), speaker="customer", text=q, context=(), flags=None)
+    times: list[float] = []
+    for q in qs:
+        state = advisor.start_call()
+        t = time.perf_counter()
+        advisor.advise(state, speaker="customer", text=q, context=(), flags=None)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {
+        "passages": len(report.index.passages),
+        "procedures": len(report.index.procedures),
+        "build_seconds": build_s,
+        "chunk_latency_ms_p50": statistics.median(times),
+        "chunk_latency_ms_p90": times[int(0.9 * (len(times) - 1))],
+        "chunk_latency_ms_min": times[0],
+        "queries": len(times),
+    }

@@ -33,7 +33,14 @@ logger = logging.getLogger(__name__)
 
 # Red flags that force a procedure, highest priority first. A label maps to the procedure that lists it
 # (or the group name) in ``answers``.
-FLAG_PRIORITY: tuple[str, ...] = ("threat", "insult", "profanity", "legal_threat", "escalation_request", "churn_risk")
+FLAG_PRIORITY: tuple[str, ...] = (
+    "threat",
+    "insult",
+    "profanity",
+    "legal_threat",
+    "escalation_request",
+    "churn_risk",
+)
 # Labels answered by a companion procedure, shown beside the topical one rather than replacing it.
 COMPANION_LABELS: tuple[str, ...] = ("frustration",)
 GROUP_OF = {"threat": "abusive", "insult": "abusive", "profanity": "abusive"}
@@ -112,7 +119,9 @@ class KnowledgeAdvisor:
             min_score=settings.kb_min_score, switch_margin=settings.kb_switch_margin
         )
         self._index = index
-        self._retriever: FusedRetriever | None = FusedRetriever(index, embedder) if index is not None else None
+        self._retriever: FusedRetriever | None = (
+            FusedRetriever(index, embedder) if index is not None else None
+        )
         self._signature: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
 
@@ -200,11 +209,16 @@ class KnowledgeAdvisor:
 
         reason = self._choose_primary(state, hits, by_id, flagged)
         companion = self._companion_for(flagged)
-        if flags is None and hits and self._is_companion(hits[0].procedure_id):
-            # No classifier ran: let a clear retrieval match for de-escalation stand in for the flag.
-            if hits[0].score >= self.config.min_score:
-                companion = hits[0].procedure_id
-                flagged = [*flagged, *COMPANION_LABELS]
+        # No classifier ran: a clear retrieval match for de-escalation stands in for the flag.
+        top = hits[0] if hits else None
+        if (
+            flags is None
+            and top is not None
+            and self._is_companion(top.procedure_id)
+            and top.score >= self.config.min_score
+        ):
+            companion = top.procedure_id
+            flagged = [*flagged, *COMPANION_LABELS]
         state.companion_id = companion
         return self._suggestions(state, by_id, reason_prefix=reason, flagged=flagged)
 
@@ -275,7 +289,11 @@ class KnowledgeAdvisor:
         now = by_id[current].score if current in by_id else 0.0
         held = max(now, state.procedure_score * cfg.score_decay)
         state.procedure_score = held
-        if best.procedure_id != current and best.score >= held + cfg.switch_margin and state.forced_by is None:
+        if (
+            best.procedure_id != current
+            and best.score >= held + cfg.switch_margin
+            and state.forced_by is None
+        ):
             self._switch(state, best.procedure_id, best.score, forced_by=None)
             return f"switched: this procedure now fits clearly better ({best.score:.2f} vs {held:.2f})"
         return "continuing the procedure under way"
@@ -352,14 +370,24 @@ class KnowledgeAdvisor:
                 out.append(s)
         comp = state.companion_id
         if comp is not None and comp != pid and comp in self.index.procedures and "frustration" in flagged:
-            s = self._suggestion(state, comp, by_id.get(comp), "the customer sounds frustrated: de-escalate too")
+            s = self._suggestion(
+                state, comp, by_id.get(comp), "the customer sounds frustrated: de-escalate too"
+            )
             if s is not None:
                 out.append(s)
         return out
 
 
 def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor:
-    """The advisor with the shipped MiniLM encoder and the index, loaded and ready."""
+    """The advisor with the shipped MiniLM encoder and the index, loaded and ready.
+
+    ``ASSISTANT_TORCH_THREADS`` (when > 0) is applied here: one short utterance gains nothing from
+    intra-op threads, and on a busy 2-core machine 2 threads measured ~40x slower than 1 (400 ms vs 9 ms).
+    """
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     advisor = KnowledgeAdvisor(settings, SentenceEmbedder(device=device))
     advisor.warm_up()
     return advisor

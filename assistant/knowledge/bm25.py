@@ -12,10 +12,87 @@ import numpy as np
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 # Function words that carry no topic; kept short on purpose so that "not", "no", "never" stay searchable.
 STOPWORDS = frozenset(
-    """a an and are as at be been but by can could do does for from had has have he her hi him his how i i'm
-    if in into is it it's its just me my of on or our please she so that the their them then there they this
-    to too um uh us was we were what when where which who will with would you your yeah yes okay ok oh like
-    well hey hello""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "hi",
+        "him",
+        "his",
+        "how",
+        "i",
+        "i'm",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "it's",
+        "its",
+        "just",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "she",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "they",
+        "this",
+        "to",
+        "too",
+        "um",
+        "uh",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yeah",
+        "yes",
+        "okay",
+        "ok",
+        "oh",
+        "like",
+        "well",
+        "hey",
+        "hello",
+    ]
 )
 
 
@@ -51,7 +128,7 @@ class BM25Index:
         docs = [tokenize(t) for t in texts]
         lengths = np.array([len(d) for d in docs], dtype=np.float32)
         avgdl = float(lengths.mean()) if self.n and lengths.sum() > 0 else 1.0
-        norm = k1 * (1.0 - b + b * lengths / avgdl)
+        norm: np.ndarray = k1 * (1.0 - b + b * lengths / avgdl)
         postings: dict[str, tuple[list[int], list[float]]] = {}
         for i, d in enumerate(docs):
             for term, tf in Counter(d).items():
@@ -63,8 +140,9 @@ class BM25Index:
             df = len(ids)
             idf = math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
             idx = np.asarray(ids, dtype=np.int64)
-            tf = np.asarray(tfs, dtype=np.float32)
-            self._postings[term] = (idx, (idf * tf * (k1 + 1.0) / (tf + norm[idx])).astype(np.float32))
+            tf_arr = np.asarray(tfs, dtype=np.float32)
+            weights = idf * tf_arr * (k1 + 1.0) / (tf_arr + norm[idx])
+            self._postings[term] = (idx, weights.astype(np.float32))
 
     def scores(self, query: str) -> np.ndarray:
         out = np.zeros(self.n, dtype=np.float32)

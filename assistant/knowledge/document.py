@@ -10,6 +10,7 @@ and the file is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import logging
@@ -188,9 +189,7 @@ def _check_meta(meta: dict[str, Any], path: Path) -> KnowledgeProblem | None:
     return None
 
 
-def _parse_steps(
-    lines: list[str], start: int, path: Path
-) -> tuple[list[Step], str] | KnowledgeProblem:
+def _parse_steps(lines: list[str], start: int, path: Path) -> tuple[list[Step], str] | KnowledgeProblem:
     """Steps from the ``## Steps`` section and the summary text before it (titles excluded)."""
     steps_at = next(
         (i for i in range(start, len(lines)) if re.match(r"^##\s+steps\s*$", lines[i].strip(), re.I)), None
@@ -277,16 +276,16 @@ def parse_file(path: Path, *, root: Path | None = None) -> ParseResult:
         return _problem(path, 1, f"cannot read the file: {e}")
     label = str(path)
     if root is not None:
-        try:
+        with contextlib.suppress(ValueError):
             label = f"{root.name}/{path.relative_to(root).as_posix()}"
-        except ValueError:
-            pass
     return parse_text(text, path=path, source_label=label)
 
 
 def _markdown_files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*.md") if p.is_file() and p.name.lower() != "readme.md" and not p.name.startswith(".")
+        p
+        for p in folder.rglob("*.md")
+        if p.is_file() and p.name.lower() != "readme.md" and not p.name.startswith(".")
     )
 
 
@@ -309,7 +308,9 @@ def load_knowledge_base(folders: Sequence[Path] | Iterable[Path]) -> KnowledgeBa
                 continue
             if proc.id in seen:
                 kb.problems.append(
-                    KnowledgeProblem(path, 2, f"duplicate id {proc.id!r} (already defined in {seen[proc.id]})")
+                    KnowledgeProblem(
+                        path, 2, f"duplicate id {proc.id!r} (already defined in {seen[proc.id]})"
+                    )
                 )
                 continue
             seen[proc.id] = path

@@ -54,6 +54,66 @@ _ABCD_SCRIPTS: dict[str, str] = {
 }
 _GENERIC_SCRIPT = "Let me explain how we'll handle this."
 
+# How customers typically open each ABCD intent, in our words: the guidelines describe agent clicks only,
+# so without these the customer's side of the call has little to match.
+_ABCD_PHRASES: dict[str, tuple[str, ...]] = {
+    "recover_username": ("I forgot my username", "I can't remember what my login name is"),
+    "recover_password": ("I forgot my password", "I need to reset my password"),
+    "reset_2fa": ("I'm not getting the two-factor code", "reset my two-step verification"),
+    "status_service_added": ("a service was added to my account that I didn't ask for",),
+    "status_service_removed": ("a service was removed from my account",),
+    "status_shipping_question": ("a question about the shipping on my account",),
+    "status_credit_missing": ("my store credit is missing", "the credit I was promised isn't there"),
+    "manage_change_address": ("I need to change my address",),
+    "manage_change_name": ("I need to change the name on my account",),
+    "manage_change_phone": ("I want to update my phone number",),
+    "manage_payment_method": ("I want to change the payment method on my account",),
+    "status_mystery_fee": ("there's a fee on my order I don't understand",),
+    "status_delivery_time": ("when will my order arrive", "how long until my package gets here"),
+    "status_payment_method": ("I want to change how I paid for my order",),
+    "status_quantity": ("I ordered two by mistake I only wanted one",),
+    "manage_upgrade": ("I want to upgrade my shipping", "can I get faster delivery on my order"),
+    "manage_downgrade": ("I want to downgrade my shipping to a cheaper option",),
+    "manage_create": ("I want to add an item to my order",),
+    "manage_cancel": ("I want to cancel my order", "remove an item from my order"),
+    "refund_initiate": ("I want my money back for an item", "I'd like a refund for something I bought"),
+    "refund_update": ("I want to add another item to my existing refund",),
+    "refund_status": ("what's the status of my refund", "I haven't received my refund yet"),
+    "return_stain": ("the item arrived with a stain and I want to return it",),
+    "return_color": ("the colour is wrong I want to return it",),
+    "return_size": ("it doesn't fit I want to return it for size",),
+    "bad_price_competitor": ("I found it cheaper at a competitor",),
+    "bad_price_yesterday": ("the price dropped right after I bought it",),
+    "out_of_stock_general": ("everything I want is out of stock",),
+    "out_of_stock_one_item": ("the item I want is sold out",),
+    "promo_code_invalid": ("my promo code doesn't work",),
+    "promo_code_out_of_date": ("my promo code says it has expired",),
+    "mistimed_billing_already_returned": ("I was billed for something I already returned",),
+    "mistimed_billing_never_bought": ("I was charged for something I never bought",),
+    "status": ("where is my package", "has my order shipped yet"),
+    "manage": ("I need to change the shipping address on my order",),
+    "missing": ("an item is missing from my delivery",),
+    "cost": ("why is shipping so expensive", "how much does shipping cost"),
+    "boots": ("a question about your boots",),
+    "shirt": ("a question about your shirts",),
+    "jeans": ("a question about your jeans",),
+    "jacket": ("a question about your jackets",),
+    "pricing": ("a question about your prices",),
+    "membership": ("what do I get with a gold membership",),
+    "timing": ("when does your store open", "how long do things take"),
+    "policy": ("what's your policy on returns and exchanges",),
+    "status_active": ("is my premium subscription still active",),
+    "status_due_amount": ("how much do I owe on my subscription",),
+    "status_due_date": ("when is my subscription payment due",),
+    "manage_pay_bill": ("I want to pay my subscription bill",),
+    "manage_extension": ("can I get more time to pay my subscription",),
+    "manage_dispute_bill": ("I want to dispute my subscription bill",),
+    "credit_card": ("your site won't accept my credit card",),
+    "shopping_cart": ("my shopping cart isn't updating",),
+    "search_results": ("the search on your website isn't working",),
+    "slow_speed": ("your website is really slow",),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
@@ -124,6 +184,8 @@ def _abcd_markdown(flow_name: str, flow_desc: str, sub_name: str, key: str, sub:
         'version: "abcd-2021"',
         "last_revised: 2021-06-01",
         f"source: {_yaml_str('ABCD agent guidelines (asappresearch/abcd, MIT)')}",
+        "phrases:",
+        *[f"  - {_yaml_str(p)}" for p in _ABCD_PHRASES.get(key, ())],
         "---",
         f"# {flow_name}: {sub_name}",
         "",
@@ -161,7 +223,9 @@ def abcd_documents(guidelines_path: Path) -> dict[str, str]:
     guidelines = _read_json(guidelines_path)
     ontology_path = guidelines_path.with_name("ontology.json")
     if not ontology_path.exists():
-        raise DataError(f"{ontology_path} is missing: the ABCD import needs ontology.json beside guidelines.json")
+        raise DataError(
+            f"{ontology_path} is missing: the ABCD import needs ontology.json beside guidelines.json"
+        )
     keys = abcd_subflow_keys(guidelines, _read_json(ontology_path))
     docs: dict[str, str] = {}
     for flow_name, flow in guidelines.items():
@@ -204,7 +268,9 @@ def import_pack(source: Path, *, packs_dir: Path, name: str | None = None) -> Im
         pack = check_pack_name(name or _snake(source.name).replace("_", "-") or "pack")
         kb = load_knowledge_base([source])
         problems.extend(kb.problems)
-        files = {p.path.relative_to(source).as_posix(): p.path.read_text(encoding="utf-8") for p in kb.procedures}
+        files = {
+            p.path.relative_to(source).as_posix(): p.path.read_text(encoding="utf-8") for p in kb.procedures
+        }
         ids = tuple(p.id for p in kb.procedures)
     elif _is_abcd(source):
         pack = check_pack_name(name or "abcd")

@@ -20,14 +20,20 @@ class IncidentField:
 
 
 INCIDENT_FIELDS: tuple[IncidentField, ...] = (
-    IncidentField("call_datetime", "Date, time and duration", "when the call took place and how long it lasted"),
+    IncidentField(
+        "call_datetime", "Date, time and duration", "when the call took place and how long it lasted"
+    ),
     IncidentField("agent", "Agent", "the agent's name and ID"),
     IncidentField("customer", "Customer", "the customer's name and contact details"),
     IncidentField(
         "description", "Description", "what happened: the customer's behaviour and the agent's responses"
     ),
-    IncidentField("actions_taken", "Actions taken", "de-escalation attempts, warnings, and whether the call was ended"),
-    IncidentField("supervisor", "Supervisor involvement", "the supervisor or manager involved, if any", required=False),
+    IncidentField(
+        "actions_taken", "Actions taken", "de-escalation attempts, warnings, and whether the call was ended"
+    ),
+    IncidentField(
+        "supervisor", "Supervisor involvement", "the supervisor or manager involved, if any", required=False
+    ),
     IncidentField("follow_up", "Follow-up", "follow-up actions agreed or needed", required=False),
 )
 

@@ -90,7 +90,9 @@ def procedure_passages(proc: Procedure) -> list[Passage]:
 
 
 def _doc_key(proc: Procedure) -> str:
-    return hashlib.sha256(f"{PASSAGE_FORMAT}:{proc.content_hash}:{proc.source_label}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{PASSAGE_FORMAT}:{proc.content_hash}:{proc.source_label}".encode()).hexdigest()[
+        :32
+    ]
 
 
 @dataclass(slots=True)
@@ -153,9 +155,7 @@ class KnowledgeIndex:
         return best
 
     def step_passages(self, procedure_id: str) -> list[int]:
-        return [
-            i for i, p in enumerate(self.passages) if p.procedure_id == procedure_id and p.kind == "step"
-        ]
+        return [i for i, p in enumerate(self.passages) if p.procedure_id == procedure_id and p.kind == "step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +170,17 @@ class BuildReport:
     up_to_date: bool = False  # nothing to do: the stored index already matched
 
 
-def _manifest(kb: KnowledgeBase, embedder: Embedder, n_passages: int, folders: Sequence[Path]) -> dict[str, Any]:
+def _manifest(
+    kb: KnowledgeBase, embedder: Embedder, n_passages: int, folders: Sequence[Path]
+) -> dict[str, Any]:
     return {
         "format": INDEX_FORMAT,
         "passage_format": PASSAGE_FORMAT,
         "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "encoder": {"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim},
         "documents": [
-            {"id": p.id, "path": p.source_label, "hash": p.content_hash, "version": p.version} for p in kb.procedures
+            {"id": p.id, "path": p.source_label, "hash": p.content_hash, "version": p.version}
+            for p in kb.procedures
         ],
         "passage_count": n_passages,
         "sources": [str(f) for f in folders],
@@ -291,7 +294,10 @@ def _load_saved(index_dir: Path, kb: KnowledgeBase, manifest: dict[str, Any]) ->
             f"the index in {index_dir} is inconsistent (passages and vectors differ); run `assistant kb build`"
         )
     return KnowledgeIndex(
-        procedures=kb.by_id(), passages=passages, vectors=np.asarray(vectors, np.float32), manifest=manifest,
+        procedures=kb.by_id(),
+        passages=passages,
+        vectors=np.asarray(vectors, np.float32),
+        manifest=manifest,
         problems=list(kb.problems),
     )
 
@@ -318,14 +324,22 @@ def build_index(
     )
     manifest = _manifest(kb, embedder, len(passages), folders)
     index = KnowledgeIndex(
-        procedures=kb.by_id(), passages=passages, vectors=vectors, manifest=manifest, problems=list(kb.problems)
+        procedures=kb.by_id(),
+        passages=passages,
+        vectors=vectors,
+        manifest=manifest,
+        problems=list(kb.problems),
     )
     if index_dir is not None:
         _save(index, index_dir)
     seconds = time.perf_counter() - t0
     logger.info(
         "built knowledge index: %d procedures, %d passages, %d embedded, %d reused, %.2fs",
-        len(kb.procedures), len(passages), len(embedded), len(reused), seconds,
+        len(kb.procedures),
+        len(passages),
+        len(embedded),
+        len(reused),
+        seconds,
     )
     return BuildReport(index, tuple(embedded), tuple(reused), tuple(kb.problems), seconds)
 

@@ -85,7 +85,9 @@ class _DenseScorer:
         return best, where
 
 
-def _lexical_scores(index: KnowledgeIndex, query: Query, context_weight: float) -> tuple[np.ndarray, np.ndarray]:
+def _lexical_scores(
+    index: KnowledgeIndex, query: Query, context_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
     s = index.bm25_passage_scores(query.text)
     ctx = _context_text(query)
     if ctx and context_weight > 0:
@@ -111,7 +113,9 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, index: KnowledgeIndex, embedder: Embedder, *, context_weight: float = CONTEXT_WEIGHT) -> None:
+    def __init__(
+        self, index: KnowledgeIndex, embedder: Embedder, *, context_weight: float = CONTEXT_WEIGHT
+    ) -> None:
         self._dense = _DenseScorer(index, embedder, context_weight=context_weight)
         self.index = index
 
@@ -159,8 +163,8 @@ class FusedRetriever:
         index: KnowledgeIndex,
         embedder: Embedder,
         *,
-        lexical_weight: float = 0.3,
-        lexical_scale: float = 4.0,
+        lexical_weight: float = 0.2,
+        lexical_scale: float = 8.0,
         mode: Literal["mix", "rrf"] = "mix",
         rrf_k: int = 60,
         context_weight: float = CONTEXT_WEIGHT,

@@ -198,6 +198,7 @@ class RedFlagClassifier:
                 batch.input_ids.to(self.device),
                 batch.attention_mask.to(self.device),
                 batch.token_type_ids.to(self.device),
+                batch.text_mask.to(self.device),
             )
             probs = torch.sigmoid(out.logits.float()).cpu()
             contrib = out.contributions.float().cpu()

@@ -44,15 +44,35 @@ def decision_scores(y_true: np.ndarray, pred: np.ndarray, y_score: np.ndarray | 
 
 
 def best_threshold(
-    y_true: np.ndarray, y_score: np.ndarray, *, floor: float = 0.05, ceil: float = 0.95
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    floor: float = 0.05,
+    ceil: float = 0.95,
 ) -> float:
-    """The threshold in [floor, ceil] that maximises F1; ties go to the higher (fewer false alarms)."""
-    if y_true.sum() == 0:
+    """The threshold in [floor, ceil] that maximises (weighted) F1; ties go to the higher one.
+
+    ``weights`` let each data source count equally however many rows it has, so a large source cannot set
+    a threshold that fails the small, in-domain ones.
+    """
+    y = y_true.astype(bool)
+    if y.sum() == 0:
         return 0.5
-    candidates = np.unique(np.clip(y_score, floor, ceil))
-    best_t, best_f1 = 0.5, -1.0
-    for t in candidates:
-        f1 = binary_scores(y_true, y_score, float(t)).f1
-        if f1 >= best_f1:
-            best_t, best_f1 = float(t), f1
-    return round(best_t, 4)
+    w = np.ones(len(y)) if weights is None else weights.astype(float)
+    order = np.argsort(-y_score)
+    s, yy, ww = y_score[order], y[order], w[order]
+    tp = np.cumsum(ww * yy)  # predicting positive for rows 0..k
+    fp = np.cumsum(ww * ~yy)
+    total_pos = float((ww * yy).sum())
+    f1 = 2 * tp / (2 * tp + fp + (total_pos - tp))
+    ok = (s >= floor) & (s <= ceil)
+    # Only the last row of a run of equal scores is a realisable cut-off.
+    last = np.r_[s[1:] != s[:-1], True]
+    valid = ok & last
+    if not valid.any():
+        return 0.5
+    cand = np.flatnonzero(valid)
+    best = cand[np.argmax(f1[cand])]
+    # Rounded down so the chosen row stays on the positive side of the saved threshold.
+    return float(np.floor(s[best] * 1e4) / 1e4)

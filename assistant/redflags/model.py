@@ -113,14 +113,22 @@ class RedFlagNet(nn.Module):
             hidden = layer(hidden, mask)
         return hidden
 
-    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
-        """The fine-tuned upper layers and the head, from trunk hidden states."""
+    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, text_mask: torch.Tensor) -> HeadOutput:
+        """The fine-tuned upper layers and the head, from trunk hidden states.
+
+        The head attends to the utterance's tokens only (``text_mask``): earlier turns shape those tokens'
+        representations through self-attention, but a red flag must be found in what was just said.
+        """
         mask = self._mask(hidden, attention_mask)
         for layer in self.encoder.encoder.layer[self.n_frozen_layers :]:
             hidden = layer(hidden, mask)
-        return self.head(hidden, attention_mask)
+        return self.head(hidden, text_mask)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        text_mask: torch.Tensor,
     ) -> HeadOutput:
-        return self.top(self.trunk(input_ids, attention_mask, token_type_ids), attention_mask)
+        return self.top(self.trunk(input_ids, attention_mask, token_type_ids), attention_mask, text_mask)

@@ -40,6 +40,8 @@ class EncodedBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor
+    # 1 on the utterance's own tokens: the head reads its evidence there only (context informs the encoder).
+    text_mask: torch.Tensor
     # Per row: (start, end) character offsets in the raw utterance for tokens 1..n_text; n_text = len(list).
     text_offsets: list[list[tuple[int, int]]]
     truncated: list[bool]
@@ -90,8 +92,20 @@ def encode(
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     token_types = torch.zeros((len(rows), width), dtype=torch.long)
+    text_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (r, tt) in enumerate(zip(rows, types, strict=True)):
         input_ids[i, : len(r)] = torch.tensor(r)
         attention[i, : len(r)] = 1
         token_types[i, : len(tt)] = torch.tensor(tt)
-    return EncodedBatch(input_ids, attention, token_types, offsets, truncated)
+        text_mask[i] = utterance_mask(width, len(offsets[i]))
+    return EncodedBatch(input_ids, attention, token_types, text_mask, offsets, truncated)
+
+
+def utterance_mask(width: int, n_text: int) -> torch.Tensor:
+    """Positions 1..n_text (after [CLS]); an empty utterance falls back to [CLS] so the head has an input."""
+    mask = torch.zeros(width, dtype=torch.long)
+    if n_text:
+        mask[1 : n_text + 1] = 1
+    else:
+        mask[0] = 1
+    return mask

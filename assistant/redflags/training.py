@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -23,24 +24,25 @@ from assistant.redflags.classifier import RedFlagClassifier, RedFlagConfig
 from assistant.redflags.data import Example
 from assistant.redflags.metrics import best_threshold
 from assistant.redflags.model import RedFlagNet
-from assistant.redflags.preprocess import encode
+from assistant.redflags.preprocess import encode, utterance_mask
 from assistant.types import Utterance
 
 logger = logging.getLogger(__name__)
 
 _PUNCT = re.compile(r"[^\w\s']")
+_POOL_BATCHES = 50  # batches drawn from one length-sorted pool
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run (saved in the model config)."""
 
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 6e-5
     head_lr: float = 2e-3
     weight_decay: float = 0.01
-    trainable_layers: int = 2
+    trainable_layers: int = 3
     max_length: int = 96
     max_text_tokens: int = 64
     asr_style_prob: float = 0.35  # share of training texts shown lower-cased without punctuation
@@ -102,7 +104,11 @@ def train(
         [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
         weight_decay=cfg.weight_decay,
     )
-    steps_per_epoch = (len(train_examples) + cfg.batch_size - 1) // cfg.batch_size
+    pool = cfg.batch_size * _POOL_BATCHES
+    steps_per_epoch = sum(
+        -(-min(pool, len(train_examples) - start) // cfg.batch_size)
+        for start in range(0, len(train_examples), pool)
+    )
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(total * cfg.warmup_share))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -114,16 +120,15 @@ def train(
     texts = [asr_style(e.text) if rng.random() < cfg.asr_style_prob else e.text for e in train_examples]
     cache = _trunk_cache(clf, texts, [e.context for e in train_examples], cfg, progress=progress)
 
-    order = list(range(len(train_examples)))
+    lengths = [c[0].shape[0] for c in cache]
     for epoch in range(cfg.epochs):
         net.train()
-        rng.shuffle(order)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
+        batches = _length_bucketed_batches(lengths, cfg.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
         running = 0.0
-        for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            hidden, mask = _pad([cache[i] for i in idx])
-            out = net.top(hidden, mask)
+        for step, idx in enumerate(bar):
+            hidden, mask, text_mask = _pad([cache[i] for i in idx])
+            out = net.top(hidden, mask, text_mask)
             loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
                 out.logits, y_all[idx], reduction="none"
             )
@@ -154,11 +159,11 @@ def _trunk_cache(
     *,
     batch_size: int = 128,
     progress: bool = True,
-) -> list[torch.Tensor]:
-    """Frozen-trunk hidden states of every example, unpadded: (tokens, hidden) each."""
+) -> list[tuple[torch.Tensor, int]]:
+    """Frozen-trunk hidden states of every example, unpadded (tokens, hidden), with its utterance length."""
     # Batches of similar length waste little on padding.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + sum(len(c) for c in contexts[i]))
-    cache: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    cache: list[tuple[torch.Tensor, int]] = [(torch.empty(0), 0)] * len(texts)
     clf.net.eval()
     starts = range(0, len(order), batch_size)
     for s in tqdm(starts, desc="encoding (frozen layers)", disable=not progress):
@@ -174,18 +179,33 @@ def _trunk_cache(
             hidden = clf.net.trunk(enc.input_ids, enc.attention_mask, enc.token_type_ids)
         lengths = enc.attention_mask.sum(dim=1).tolist()
         for row, i in enumerate(idx):
-            cache[i] = hidden[row, : lengths[row]].clone()
+            cache[i] = (hidden[row, : lengths[row]].clone(), len(enc.text_offsets[row]))
     return cache
 
 
-def _pad(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(s.shape[0] for s in states)
-    hidden = torch.zeros(len(states), width, states[0].shape[1])
+def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length examples: padding, not data, was most of the compute."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * _POOL_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _pad(states: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(s.shape[0] for s, _ in states)
+    hidden = torch.zeros(len(states), width, states[0][0].shape[1])
     mask = torch.zeros(len(states), width, dtype=torch.long)
-    for i, s in enumerate(states):
+    text_mask = torch.zeros(len(states), width, dtype=torch.long)
+    for i, (s, n_text) in enumerate(states):
         hidden[i, : s.shape[0]] = s
         mask[i, : s.shape[0]] = 1
-    return hidden, mask
+        text_mask[i] = utterance_mask(width, n_text)
+    return hidden, mask, text_mask
 
 
 def predict_probs(
@@ -203,11 +223,21 @@ def predict_probs(
 def choose_thresholds(
     clf: RedFlagClassifier, valid: Sequence[Example], *, progress: bool = False
 ) -> dict[str, float]:
-    """Per label, the F1-best threshold on the validation rows whose source annotates that label."""
+    """Per label, the F1-best threshold on the validation rows whose source annotates that label.
+
+    Rows are weighted so that every source counts equally (a tweet corpus of thousands must not set the
+    threshold that a few hundred dialogue turns then live with).
+    """
     probs = predict_probs(clf, valid, progress=progress)
     y, mask = _targets(valid)
     thresholds = {}
     for j, label in enumerate(LABELS):
-        rows = mask[:, j].numpy() > 0
-        thresholds[label] = best_threshold(y[rows, j].numpy(), probs[rows, j]) if rows.any() else 0.5
+        rows = np.flatnonzero(mask[:, j].numpy() > 0)
+        if rows.size == 0:
+            thresholds[label] = 0.5
+            continue
+        sources = [valid[i].source for i in rows]
+        counts = Counter(sources)
+        weights = np.array([1.0 / counts[s] for s in sources])
+        thresholds[label] = best_threshold(y[rows, j].numpy(), probs[rows, j], weights=weights)
     return thresholds

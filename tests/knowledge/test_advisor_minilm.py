@@ -1,0 +1,42 @@
+"""The done-when checks of the issue, with the real MiniLM encoder on the shipped knowledge base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.knowledge.advisor import KnowledgeAdvisor, advise_once
+from assistant.knowledge.embedder import SentenceEmbedder
+from assistant.knowledge.importer import import_pack
+from assistant.labels import LABELS
+from assistant.settings import load_settings
+from assistant.types import LabelScore, RedFlagResult
+
+ABCD = load_settings().data_dir / "abcd" / "guidelines.json"
+
+
+def flags(*labels: str) -> RedFlagResult:
+    return RedFlagResult(
+        {name: LabelScore(name, 0.9 if name in labels else 0.01, 0.5, name in labels) for name in LABELS}, {}
+    )
+
+
+@pytest.mark.slow
+def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> None:
+    settings = load_settings(var_dir=tmp_path / "var")
+    advisor = KnowledgeAdvisor(settings, minilm)
+    advisor.warm_up()
+    out = advise_once(
+        advisor, "I've called three times about this charge and nobody fixes it", (), flags("frustration")
+    )
+    ids = [s.procedure_id for s in out]
+    assert ids[0] == "billing-inquiry" and "de-escalation" in ids
+    assert all(s.script for s in out)
+
+    if not ABCD.exists():
+        pytest.skip("ABCD data set not present")
+    import_pack(ABCD, packs_dir=settings.resolved_kb_packs_dir())
+    out = advise_once(advisor, "I want a refund for the boots I bought", (), flags())
+    assert (out[0].procedure_id, out[0].step_index) == ("abcd/refund_initiate", 0)
+    assert out[0].source.startswith("abcd/refund_initiate.md:")
