@@ -35,7 +35,8 @@ check: install
 	$(BIN)/mypy assistant api eval
 
 bench: install
-	$(BIN)/assistant bench --json var/bench.json
+	$(BIN)/assistant bench --calls 500 --duration 60 --naive-duration 30 --saturation-calls 128 \
+		--saturation-duration 10 --json var/bench.json --plot var/bench.png
 
 train: install
 	$(BIN)/assistant train redflags

@@ -21,7 +21,6 @@ from fastapi import FastAPI
 import assistant
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.service import CallService
-from assistant.errors import ModelLoadError
 from assistant.events.bus import EventBus
 from assistant.events.memory import InProcessBus
 from assistant.events.webhook import AlertWebhook
@@ -29,6 +28,7 @@ from assistant.settings import Settings, get_settings
 from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
+from .pages import router as pages_router
 from .routes import router as http_router
 from .streams import router as ws_router
 
@@ -41,13 +41,8 @@ def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
         from assistant.calls.fakes import KeywordAnalyzer
 
         return KeywordAnalyzer()
-    try:
-        from assistant.redflags.classifier import load_classifier
-    except ImportError as e:
-        raise ModelLoadError(
-            f"the red-flag classifier is not available ({e}); train it (make train) or run with "
-            "ASSISTANT_USE_FAKE_MODELS=1"
-        ) from e
+    from assistant.redflags.classifier import load_classifier
+
     clf = load_classifier(settings)
     clf.warm_up()
     return clf
@@ -59,13 +54,8 @@ def load_next_step_advisor(settings: Settings) -> NextStepAdvisor:
         from assistant.calls.fakes import RuleAdvisor
 
         return RuleAdvisor()
-    try:
-        from assistant.knowledge import load_advisor  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ModelLoadError(
-            f"the next-step advisor is not available ({e}); build the knowledge base (make kb) or run with "
-            "ASSISTANT_USE_FAKE_MODELS=1"
-        ) from e
+    from assistant.knowledge import load_advisor
+
     advisor: Any = load_advisor(settings, device=settings.device)
     if hasattr(advisor, "warm_up"):
         advisor.warm_up()
@@ -130,4 +120,5 @@ def create_app(
     app.state.settings = settings
     app.include_router(http_router)
     app.include_router(ws_router)
+    app.include_router(pages_router)
     return app

@@ -25,7 +25,7 @@ DEFAULT_FIELDS: tuple[str, ...] = (
 def incident_fields() -> tuple[str, ...]:
     """The knowledge base's list of incident fields when it provides one, else the standard list."""
     try:
-        from assistant.knowledge import incident_fields as kb_fields  # type: ignore[attr-defined]
+        from assistant.knowledge import incident_fields as kb_fields
     except ImportError:
         return DEFAULT_FIELDS
     try:

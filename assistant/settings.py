@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="ignore", frozen=True)
 
     # Paths
-    data_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "datasets", description="public data sets")
+    data_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "datasets", description="public data sets"
+    )
     models_dir: Path = PROJECT_ROOT / "models"
     knowledge_dir: Path = PROJECT_ROOT / "knowledge_base"
     extra_knowledge_dirs: list[Path] = Field(default_factory=list, description="imported SOP packs")
@@ -41,7 +43,9 @@ class Settings(BaseSettings):
     redflag_model: str = "redflags"  # folder name under models_dir, or an absolute path
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     inference_mode: Literal["fp32", "int8", "bf16"] = "fp32"
-    torch_threads: int = Field(default=0, ge=0, description="0: torch's default")
+    # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
+    # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.
+    torch_threads: int = Field(default=1, ge=0, description="0: torch's default (all cores)")
 
     # Service
     host: str = "127.0.0.1"
@@ -58,12 +62,18 @@ class Settings(BaseSettings):
     # Knowledge base and next-step retrieval (issue 3)
     kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
     kb_auto_rebuild: bool = True  # rebuild a stale index on load instead of refusing it
-    kb_min_score: float = Field(default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested")
+    kb_min_score: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested"
+    )
     kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
 
     # Streaming service (issue 4)
-    use_fake_models: bool = False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
-    reorder_window: int = Field(default=32, ge=1, description="out-of-order chunks held per call before a gap")
+    use_fake_models: bool = (
+        False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
+    )
+    reorder_window: int = Field(
+        default=32, ge=1, description="out-of-order chunks held per call before a gap"
+    )
     reorder_timeout_ms: float = Field(default=1500.0, ge=0, description="wait for a missing seq before a gap")
     call_idle_timeout_s: float = Field(default=300.0, gt=0, description="a detached call ends after this")
     event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
@@ -73,7 +83,12 @@ class Settings(BaseSettings):
     alert_webhook_timeout_s: float = Field(default=5.0, gt=0)
     alert_webhook_retries: int = Field(default=3, ge=0)
     advisor_threads: int = Field(default=4, ge=1)
-    token_ttl_s: int = Field(default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`")
+    token_ttl_s: int = Field(
+        default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`"
+    )
+
+    # Speed (issue 6)
+    embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from assistant.eval.report import calibration_block
 from assistant.labels import GROUPS, LABELS, expand
 from assistant.redflags.classifier import RedFlagClassifier
 from assistant.redflags.metrics import decision_scores
@@ -52,11 +53,11 @@ class ModelScorer:
             probs.append(self.classifier.probabilities(batch).numpy())
         p = np.concatenate(probs) if probs else np.zeros((0, len(LABELS)))
         thr = np.array([self.classifier.config.thresholds[label] for label in LABELS])
-        decisions = p >= thr
+        decisions: np.ndarray = p >= thr
         out: Scored = {label: (p[:, j], decisions[:, j]) for j, label in enumerate(LABELS)}
         for group, members in GROUPS.items():
             idx = [LABELS.index(m) for m in members]
-            out[group] = (p[:, idx].max(axis=1), decisions[:, idx].any(axis=1))
+            out[group] = (p[:, idx].max(axis=1), np.asarray(decisions[:, idx].any(axis=1), dtype=bool))
         return out
 
 
@@ -93,7 +94,12 @@ def evaluate(
     names = names_in(labels)
     truth = [expand(list(row)) for row in labels]
     report: dict[str, Any] = {"n": len(texts), "names": names, "primary_metric": PRIMARY_METRIC}
-    report.update(score_report(names, truth, model.score(texts, contexts)))
+    scored = model.score(texts, contexts)
+    report.update(score_report(names, truth, scored))
+    report["calibration"] = calibration_block(
+        {n: [n in t for t in truth] for n in names if n in scored},
+        {n: scored[n][0].tolist() for n in names if n in scored},
+    )
     report["baselines"] = {b.name: score_report(names, truth, b.score(texts, contexts)) for b in baselines}
     return report
 

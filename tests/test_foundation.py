@@ -20,13 +20,21 @@ def test_namespace_maps_design_folders_under_assistant() -> None:
 
 def test_namespace_claims_no_generic_top_level_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
     code = "import importlib.util as u; print(u.find_spec('api'), u.find_spec('eval'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "None None"
 
 
 def test_labels_match_product_contract() -> None:
     assert LABELS == (
-        "profanity", "insult", "threat", "escalation_request", "legal_threat", "churn_risk", "frustration",
+        "profanity",
+        "insult",
+        "threat",
+        "escalation_request",
+        "legal_threat",
+        "churn_risk",
+        "frustration",
     )
     assert set(GROUPS) == {"abusive", "escalation"}
     assert expand(["insult"]) == {"insult", "abusive"}

@@ -62,7 +62,7 @@ from assistant.events.messages import (
     is_safe_call_id,
 )
 from assistant.events.webhook import AlertWebhook
-from assistant.inference import MicroBatcher
+from assistant.inference import MicroBatcher, QueryEncoder
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
 from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
@@ -142,12 +142,22 @@ class CallService:
         self.writer = StoreWriter(store) if store is not None else None
         self.webhook = webhook
         self.metrics = metrics or ServiceMetrics()
-        self.batcher = MicroBatcher(
+        self.batcher: MicroBatcher[Utterance, RedFlagResult] = MicroBatcher(
             analyzer,
             max_batch=settings.batch_max_size,
             max_wait_ms=settings.batch_max_wait_ms,
             on_batch=self._on_batch,
         )
+        # The advisor's query encoding is a second encoder pass per chunk: batched across calls in its own
+        # worker thread when the advisor can encode a batch (the real one can; the rule fake has no encoder).
+        self.embed_batcher: MicroBatcher[str, Any] | None = None
+        if settings.embed_batching and callable(getattr(advisor, "encode_queries", None)):
+            self.embed_batcher = MicroBatcher(
+                QueryEncoder(advisor),
+                max_batch=settings.batch_max_size,
+                max_wait_ms=settings.batch_max_wait_ms,
+                name="query-encoder",
+            )
         self.calls: dict[str, LiveCall] = {}
         self.alerts: OrderedDict[str, AlertState] = OrderedDict()
         self._advisor_pool: ThreadPoolExecutor | None = None
@@ -165,6 +175,8 @@ class CallService:
         if self.webhook is not None:
             await self.webhook.start()
         await self.batcher.start()
+        if self.embed_batcher is not None:
+            await self.embed_batcher.start()
         self._advisor_pool = ThreadPoolExecutor(
             max_workers=self.settings.advisor_threads, thread_name_prefix="advisor"
         )
@@ -188,6 +200,8 @@ class CallService:
         if workers:
             await asyncio.wait(workers, timeout=5)
         await self.batcher.stop()
+        if self.embed_batcher is not None:
+            await self.embed_batcher.stop()
         if self._advisor_pool is not None:
             self._advisor_pool.shutdown(wait=False, cancel_futures=True)
         if self.webhook is not None:
@@ -514,9 +528,18 @@ class CallService:
         s = live.session
         context = s.context_before(chunk.seq)
         result: RedFlagResult | None = None
-        if chunk.speaker == "customer":
-            result = await self.batcher.predict(Utterance(chunk.text, context))
-            await self._score(live, chunk, result)
+        # The query vector is encoded (batched) while the classifier scores the chunk (batched).
+        vector: asyncio.Future[Any] | None = None
+        if self.embed_batcher is not None and self.advisor is not None and chunk.text.strip():
+            vector = asyncio.ensure_future(self.embed_batcher.predict(chunk.text))
+        try:
+            if chunk.speaker == "customer":
+                result = await self.batcher.predict(Utterance(chunk.text, context))
+                await self._score(live, chunk, result)
+            extra: dict[str, Any] = {"vector": await vector} if vector is not None else {}
+        finally:
+            if vector is not None and not vector.done():
+                vector.cancel()
         if self.advisor is not None and self._advisor_pool is not None:
             advise = partial(
                 self.advisor.advise,
@@ -525,6 +548,7 @@ class CallService:
                 text=chunk.text,
                 context=context,
                 flags=result,
+                **extra,
             )
             suggestions: list[Suggestion] = await asyncio.get_running_loop().run_in_executor(
                 self._advisor_pool, advise

@@ -10,7 +10,7 @@ from assistant.errors import InvalidInputError
 from assistant.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze",
         help="red flags (with spans) and SOP next steps for one utterance, as JSON",

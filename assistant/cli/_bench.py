@@ -1,9 +1,256 @@
-"""`assistant bench`: not wired yet (filled in by its issue)."""
+"""`assistant bench`: simulated live calls over real WebSockets, optimized vs naive, a table, JSON and a plot.
+
+Unless ``--url`` is given, the service is started in its own process (the shipped models, a fresh database)
+once with the optimized settings and once with the naive ones (batch size 1, no batching wait, fp32, no
+batched query encoding). Each configuration runs: one call alone, a saturation phase (closed loop) and the
+rate phase (N calls, one chunk each every ``--rate-s`` seconds). The speedup is the ratio of the saturation
+throughputs. The figures depend on the machine and on what else runs on it: the JSON records both.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import InvalidInputError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="load benchmark: N simulated calls over WebSockets, optimized vs naive",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--calls", type=int, default=500, help="concurrent calls in the rate phase (default 500)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of the rate phase (default 60)")
+    p.add_argument(
+        "--rate-s", type=float, default=2.0, help="seconds between two chunks of a call (default 2)"
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the report here")
+    p.add_argument("--plot", type=Path, default=None, help="write the latency plot (PNG) here")
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the naive configuration and print the ratio (default: on)",
+    )
+    p.add_argument(
+        "--naive-duration",
+        type=float,
+        default=None,
+        help="rate phase seconds for naive (default: --duration)",
+    )
+    p.add_argument(
+        "--saturation-calls", type=int, default=128, help="closed-loop calls of the saturation phase"
+    )
+    p.add_argument("--saturation-duration", type=float, default=10.0, help="seconds of the saturation phase")
+    p.add_argument(
+        "--single-duration", type=float, default=6.0, help="seconds of the one-call phase (0: skip)"
+    )
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load (0: none)")
+    p.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to wait for the last events (then lost)"
+    )
+    p.add_argument(
+        "--url", default=None, help="bench a running service (ws://HOST:PORT) instead of starting one"
+    )
+    p.add_argument(
+        "--naive-url", default=None, help="with --url: a running service in the naive configuration"
+    )
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the started service runs models"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["fp32", "int8", "bf16"],
+        default=None,
+        help="inference mode (default: int8 on cpu, fp32 on cuda)",
+    )
+    p.add_argument("--batch-max-size", type=int, default=64, help="micro-batch size of the optimized service")
+    p.add_argument(
+        "--batch-max-wait-ms", type=float, default=2.0, help="bounded batching wait of the optimized service"
+    )
+    p.add_argument(
+        "--torch-threads", type=int, default=1, help="intra-op threads per model thread in the service"
+    )
+    p.add_argument(
+        "--fake-models", action="store_true", help="serve the keyword/rule fakes (tests, no models)"
+    )
+    p.set_defaults(handler=_run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("calls", "saturation_calls"):
+        if getattr(args, name) < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("duration", "rate_s", "saturation_duration"):
+        if getattr(args, name) <= 0:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.single_duration < 0 or args.grace < 0 or args.warmup < 0:
+        raise InvalidInputError("--single-duration, --warmup and --grace must be >= 0")
+    if args.url and not args.url.startswith(("ws://", "wss://")):
+        raise InvalidInputError(f"--url must look like ws://HOST:PORT, got {args.url!r}")
+    if args.naive_url and not args.url:
+        raise InvalidInputError("--naive-url needs --url (the optimized service to compare it with)")
+    if args.device == "cuda" and not args.url:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                "--device cuda was asked for but torch sees no GPU on this machine; use --device cpu "
+                "or run on a machine with CUDA"
+            )
+    if args.mode == "int8" and args.device == "cuda":
+        raise InvalidInputError("--mode int8 runs on the CPU only; use fp32 or bf16 with --device cuda")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check(args)
+    runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
+    try:
+        import uvloop  # the client handles a thousand sockets; uvloop keeps its own overhead small
+
+        def runner(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+                return r.run(coro)
+    except ImportError:
+        pass
+    report = runner(_bench(args))
+    from assistant.eval.bench import format_table, plot_latency
+
+    print(format_table(report))
+    if args.plot:
+        plot_latency(report, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"report: {args.json}", file=sys.stderr)
+    return 0
+
+
+def _token() -> str | None:
+    from assistant.auth import issue_token
+    from assistant.settings import get_settings
+
+    secret = get_settings().auth_secret
+    return issue_token(secret, role="admin", subject="bench") if secret else None
+
+
+async def _config(
+    label: str, args: argparse.Namespace, *, url: str | None, env: dict[str, str] | None, duration: float
+) -> dict[str, Any]:
+    from assistant.eval.bench import PhaseSpec, ServerProcess, load_scripts, merge_config, run_phase
+
+    scripts = load_scripts()
+    token = _token()
+    server: ServerProcess | None = None
+    if url is None:
+        assert env is not None
+        if args.fake_models:
+            env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1"}
+        server = ServerProcess(env)
+        _say(f"{label}: starting the service ({', '.join(f'{k}={v}' for k, v in env.items())})")
+        await asyncio.to_thread(server.start)
+        url = server.ws_url
+    try:
+        if args.warmup > 0:
+            _say(f"{label}: warm-up")
+            await run_phase(
+                url,
+                PhaseSpec("single", 4, args.warmup, rate_s=0.1, grace_s=5.0),
+                token=token,
+                scripts=scripts,
+            )
+        single = None
+        if args.single_duration > 0:
+            _say(f"{label}: one call alone, {args.single_duration:g} s")
+            single = await run_phase(
+                url,
+                PhaseSpec("single", 1, args.single_duration, rate_s=0.1, grace_s=args.grace),
+                token=token,
+                scripts=scripts,
+            )
+        _say(
+            f"{label}: saturation, {args.saturation_calls} calls in a closed loop, {args.saturation_duration:g} s"
+        )
+        sat = await run_phase(
+            url,
+            PhaseSpec("saturation", args.saturation_calls, args.saturation_duration, grace_s=args.grace),
+            server=server,
+            token=token,
+            scripts=scripts,
+        )
+        _say(f"{label}: {args.calls} calls, a chunk each every {args.rate_s:g} s, {duration:g} s")
+        rate = await run_phase(
+            url,
+            PhaseSpec("rate", args.calls, duration, rate_s=args.rate_s, grace_s=args.grace),
+            server=server,
+            token=token,
+            scripts=scripts,
+        )
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+    out = merge_config(rate, sat, single)
+    out["url"] = url if args.url else "started by the bench"
+    out["server_env"] = env
+    return out
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from assistant.eval.bench import check_targets, machine_info, naive_env, optimized_env, speedup
+
+    mode = args.mode or ("fp32" if args.device == "cuda" else "int8")
+    opt_env = (
+        None
+        if args.url
+        else optimized_env(
+            mode=mode,
+            device=args.device,
+            batch_max_size=args.batch_max_size,
+            batch_max_wait_ms=args.batch_max_wait_ms,
+            torch_threads=args.torch_threads,
+        )
+    )
+    report = await _config("optimized", args, url=args.url, env=opt_env, duration=args.duration)
+    if args.naive and (args.naive_url or not args.url):
+        env = None if args.naive_url else naive_env(device=args.device, torch_threads=args.torch_threads)
+        naive = await _config(
+            "naive", args, url=args.naive_url, env=env, duration=args.naive_duration or args.duration
+        )
+        report["naive"] = naive
+        report["speedup_vs_naive"] = speedup(report, naive)
+    else:
+        report["naive"] = None
+        report["speedup_vs_naive"] = None
+    report["config"] = {
+        "calls": args.calls,
+        "duration_s": args.duration,
+        "rate_s": args.rate_s,
+        "offered_chunks_per_s": round(args.calls / args.rate_s, 2),
+        "saturation_calls": args.saturation_calls,
+        "saturation_duration_s": args.saturation_duration,
+        "naive_duration_s": args.naive_duration or args.duration,
+        "device": args.device,
+        "mode": mode if not args.url else "(the running service's)",
+        "batch_max_size": args.batch_max_size,
+        "batch_max_wait_ms": args.batch_max_wait_ms,
+        "torch_threads": args.torch_threads,
+        "fake_models": args.fake_models,
+        "latency": "chunk sent on the source socket -> its processed event received on the sidebar socket",
+        "speedup": "saturation throughput, optimized / naive, measured in the same run",
+    }
+    report["machine"] = machine_info(args.device)
+    report["targets"] = check_targets(report)
+    return report
+
+
+def _say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)

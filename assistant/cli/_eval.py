@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     from assistant.cli import _eval_redflags, _eval_report, _eval_retrieval
 
     p = sub.add_parser("eval", help="evaluate models on labeled JSONL data (red flags, retrieval, reports)")

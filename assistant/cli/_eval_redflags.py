@@ -11,7 +11,7 @@ from assistant.errors import InvalidInputError
 from assistant.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "redflags",
         help="evaluate the red-flag classifier and its baselines on a JSONL file",

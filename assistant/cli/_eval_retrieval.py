@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "retrieval",
         help="recall@1/3/5 and MRR of SOP retrieval (fused vs BM25 vs dense) on a JSONL query set",

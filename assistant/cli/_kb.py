@@ -10,7 +10,7 @@ from pathlib import Path
 from assistant.knowledge.document import KnowledgeProblem
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kb", help="build the SOP retrieval index, import SOP packs, list procedures")
     kbsub = p.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
 

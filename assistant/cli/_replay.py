@@ -23,7 +23,7 @@ from assistant.errors import AssistantError, InvalidInputError
 from assistant.events.messages import ChunkIn, is_safe_call_id
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
         help="stream a transcript file (JSON Lines) as a live call and print what the sidebar shows",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the service (HTTP + WebSockets)", description=__doc__)
     p.add_argument("--host", default=None, help="address to bind (default: ASSISTANT_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: ASSISTANT_PORT or 8000)")

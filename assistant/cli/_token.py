@@ -11,7 +11,7 @@ import argparse
 from assistant.auth import Role
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="issue bearer tokens (needs ASSISTANT_AUTH_SECRET)", description=__doc__)
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     issue = tsub.add_parser("issue", help="print a signed token", description=__doc__)

@@ -10,7 +10,7 @@ from assistant.errors import InvalidInputError
 from assistant.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (red-flag classifier)")
     tsub = p.add_subparsers(dest="train_command", metavar="WHAT", required=True)
     r = tsub.add_parser(

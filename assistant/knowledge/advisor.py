@@ -185,8 +185,13 @@ class KnowledgeAdvisor:
         text: str,
         context: tuple[str, ...] = (),
         flags: RedFlagResult | None = None,
+        vector: np.ndarray | None = None,
     ) -> list[Suggestion]:
-        """Update the call state with one chunk and return suggestions (primary first, then companion)."""
+        """Update the call state with one chunk and return suggestions (primary first, then companion).
+
+        ``vector``: the chunk's query vector from :meth:`encode_queries` (batched across calls by the
+        service); without it the text is encoded here, one at a time.
+        """
         if not isinstance(state, CallState):
             raise TypeError(f"expected the CallState from start_call(), got {type(state).__name__}")
         index = self.index
@@ -199,7 +204,8 @@ class KnowledgeAdvisor:
             state.flags_seen[label] = state.flags_seen.get(label, 0) + 1
 
         query = Query(text)
-        vector = retriever.encode(query)
+        if vector is None:
+            vector = retriever.encode(query)
         hits = retriever.retrieve(query, top_k=len(index.procedure_ids), vector=vector)
         by_id = {h.procedure_id: h for h in hits}
 
@@ -221,6 +227,12 @@ class KnowledgeAdvisor:
             flagged = [*flagged, *COMPANION_LABELS]
         state.companion_id = companion
         return self._suggestions(state, by_id, reason_prefix=reason, flagged=flagged)
+
+    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        """Query vectors for many chunks in one encoder pass (the same vectors ``advise`` would compute)."""
+        if not texts:
+            return []
+        return list(self.embedder.encode(texts))
 
     # -- internals -----------------------------------------------------------------------------------
     def _procedures_answering(self, label: str) -> list[str]:

@@ -38,6 +38,7 @@ WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
 # A token is part of a span when its contribution is at least this share of the label's largest one.
 _SPAN_SHARE = 0.35
+_SUB_BATCH = 32
 
 
 @dataclass
@@ -150,7 +151,7 @@ class RedFlagClassifier:
         net = RedFlagNet.from_base(
             str(base), n_labels=len(config.labels), trainable_layers=config.trainable_layers
         )
-        state = load_file(str(w_path))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_path)).items()}
         missing = set(net.tuned_state_dict()) - set(state)
         if missing:
             raise ModelLoadError(
@@ -168,7 +169,13 @@ class RedFlagClassifier:
         self.config.trained_with = library_versions()
         if not self.config.base_weights_sha256:
             self.config.base_weights_sha256 = base_weights_digest(base_encoder_path())
-        save_file({k: v.cpu() for k, v in self.net.tuned_state_dict().items()}, str(path / WEIGHTS_FILE))
+        # Stored as float16 to halve the artifact; training already rounded the weights to that precision,
+        # so a reloaded model scores exactly as the one that was evaluated.
+        tensors = {
+            k: v.cpu().half() if v.is_floating_point() else v.cpu()
+            for k, v in self.net.tuned_state_dict().items()
+        }
+        save_file(tensors, str(path / WEIGHTS_FILE))
         (path / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
         if metrics is not None:
             (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -193,15 +200,24 @@ class RedFlagClassifier:
 
     def _forward(self, utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, EncodedBatch]:
         batch = self.encode(utterances)
+        lengths = batch.attention_mask.sum(dim=1)
+        n, width = batch.input_ids.shape
+        probs = torch.empty(n, len(LABELS))
+        contrib = torch.zeros(n, len(LABELS), width)
+        # A batch from many calls mixes short and long inputs: sorted sub-batches, each cut to its own
+        # longest row, spend the compute on tokens rather than on padding.
+        order = torch.argsort(lengths)
         with self._lock, torch.inference_mode():
-            out = self.net(
-                batch.input_ids.to(self.device),
-                batch.attention_mask.to(self.device),
-                batch.token_type_ids.to(self.device),
-                batch.text_mask.to(self.device),
-            )
-            probs = torch.sigmoid(out.logits.float()).cpu()
-            contrib = out.contributions.float().cpu()
+            for idx in order.split(_SUB_BATCH):
+                w = int(lengths[idx].max())
+                out = self.net(
+                    batch.input_ids[idx, :w].to(self.device),
+                    batch.attention_mask[idx, :w].to(self.device),
+                    batch.token_type_ids[idx, :w].to(self.device),
+                    batch.text_mask[idx, :w].to(self.device),
+                )
+                probs[idx] = torch.sigmoid(out.logits.float()).cpu()
+                contrib[idx, :, :w] = out.contributions.float().cpu()
         return probs, contrib, batch
 
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:

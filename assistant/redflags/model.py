@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -98,7 +99,10 @@ class RedFlagNet(nn.Module):
     def n_frozen_layers(self) -> int:
         return int(self.encoder.config.num_hidden_layers) - self.trainable_layers
 
-    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    def _layers(self) -> list[nn.Module]:
+        return list(self.encoder.encoder.layer)  # type: ignore[union-attr, arg-type]
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         return create_bidirectional_mask(
             config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
         )
@@ -107,9 +111,9 @@ class RedFlagNet(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> torch.Tensor:
         """Hidden states after the frozen lower layers (the base encoder's, shared with retrieval)."""
-        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # type: ignore[operator]
         mask = self._mask(hidden, attention_mask)
-        for layer in self.encoder.encoder.layer[: self.n_frozen_layers]:
+        for layer in self._layers()[: self.n_frozen_layers]:
             hidden = layer(hidden, mask)
         return hidden
 
@@ -120,7 +124,7 @@ class RedFlagNet(nn.Module):
         representations through self-attention, but a red flag must be found in what was just said.
         """
         mask = self._mask(hidden, attention_mask)
-        for layer in self.encoder.encoder.layer[self.n_frozen_layers :]:
+        for layer in self._layers()[self.n_frozen_layers :]:
             hidden = layer(hidden, mask)
         return self.head(hidden, text_mask)
 

@@ -38,7 +38,7 @@ DEFAULT_CAPS: dict[str, int] = {
     "written": 100_000,
 }
 # Sources closest to a customer talking to an agent are repeated so that tweets do not drown them out.
-DEFAULT_REPEATS: dict[str, int] = {"convabuse": 3, "written": 2}
+DEFAULT_REPEATS: dict[str, int] = {"convabuse": 4, "written": 3}
 
 
 @dataclass
@@ -59,7 +59,7 @@ def source_metrics(
     out: dict[str, Any] = {}
     for source, rows in sorted(by_source.items()):
         probs = predict_probs(clf, rows, progress=progress)
-        dec = probs >= thr
+        dec: np.ndarray = probs >= thr
         known = set().union(*(e.known for e in rows))
         res: dict[str, Any] = {"n": len(rows)}
         for j, label in enumerate(LABELS):
@@ -70,7 +70,9 @@ def source_metrics(
             idx = [LABELS.index(m) for m in members if m in known]
             y = np.array([bool(e.labels & set(members)) for e in rows])
             if idx and y.any():
-                res[group] = decision_scores(y, dec[:, idx].any(axis=1), probs[:, idx].max(axis=1)).to_dict()
+                res[group] = decision_scores(
+                    y, np.asarray(dec[:, idx].any(axis=1), dtype=bool), probs[:, idx].max(axis=1)
+                ).to_dict()
         out[source] = res
     return out
 

@@ -37,12 +37,12 @@ _POOL_BATCHES = 50  # batches drawn from one length-sorted pool
 class TrainConfig:
     """Hyper-parameters of one training run (saved in the model config)."""
 
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 32
     lr: float = 6e-5
     head_lr: float = 2e-3
     weight_decay: float = 0.01
-    trainable_layers: int = 3
+    trainable_layers: int = 4
     max_length: int = 96
     max_text_tokens: int = 64
     asr_style_prob: float = 0.35  # share of training texts shown lower-cased without punctuation
@@ -145,6 +145,7 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, running)
     net.eval()
+    _round_to_half_precision(net)
     if valid_examples:
         clf.config.thresholds = choose_thresholds(clf, valid_examples, progress=progress)
         clf._thresholds = torch.tensor([clf.config.thresholds[label] for label in LABELS])
@@ -181,6 +182,13 @@ def _trunk_cache(
         for row, i in enumerate(idx):
             cache[i] = (hidden[row, : lengths[row]].clone(), len(enc.text_offsets[row]))
     return cache
+
+
+def _round_to_half_precision(net: RedFlagNet) -> None:
+    """Round the tuned weights to float16 values, the precision they are saved in, before evaluating."""
+    with torch.no_grad():
+        for p in net.tuned_parameters():
+            p.copy_(p.half().float())
 
 
 def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -236,7 +244,7 @@ def choose_thresholds(
         if rows.size == 0:
             thresholds[label] = 0.5
             continue
-        sources = [valid[i].source for i in rows]
+        sources = [valid[int(i)].source for i in rows]
         counts = Counter(sources)
         weights = np.array([1.0 / counts[s] for s in sources])
         thresholds[label] = best_threshold(y[rows, j].numpy(), probs[rows, j], weights=weights)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from assistant.api.app import create_app
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from streaming_support import LiveServer, make_settings
 
+from assistant.api.app import create_app
 from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.settings import Settings
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from assistant.api.app import create_app
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from streaming_support import make_settings
 
+from assistant.api.app import create_app
 from assistant.auth import issue_token
 from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.events.messages import CloseCode

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from assistant.api.app import create_app
 from fastapi.testclient import TestClient
 
+from assistant.api.app import create_app
 from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.events.redis_bus import RedisBus
 from assistant.settings import Settings

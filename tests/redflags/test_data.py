@@ -8,9 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from assistant.eval.convert import convert
 
 from assistant.errors import DataError, InvalidInputError
+from assistant.eval.convert import convert
 from assistant.labels import LABELS
 from assistant.redflags.data import (
     SOURCES,

@@ -22,7 +22,9 @@ def test_normalize_keeps_offsets() -> None:
 
 def test_encode_keeps_recent_text_and_context(tokenizer) -> None:  # type: ignore[no-untyped-def]
     long_text = "old words " * 5000 + "get me your manager"
-    batch = encode(tokenizer, [long_text, "hi"], [(), ("first turn", "second turn")], max_length=64, max_text_tokens=32)
+    batch = encode(
+        tokenizer, [long_text, "hi"], [(), ("first turn", "second turn")], max_length=64, max_text_tokens=32
+    )
     assert batch.truncated == [True, False]
     assert batch.input_ids.shape[1] <= 64
     last = batch.text_offsets[0][-1]

@@ -71,7 +71,8 @@ def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) ->
 
 
 @pytest.mark.parametrize(
-    "text", ["", "   \n\t ", "\x00\xff\x1b[31m binary", "😡😡😡 🤬", "Vous êtes vraiment incompétent", "a" * 100_000]
+    "text",
+    ["", "   \n\t ", "\x00\xff\x1b[31m binary", "😡😡😡 🤬", "Vous êtes vraiment incompétent", "a" * 100_000],
 )
 def test_shipped_model_odd_input_gives_a_result(shipped: RedFlagClassifier, text: str) -> None:
     result = shipped.predict([Utterance(text)])[0]
@@ -94,7 +95,9 @@ def test_shipped_model_loads_fast() -> None:
         "from assistant.redflags.classifier import load_classifier; from assistant.settings import get_settings;"
         "t1=time.perf_counter(); load_classifier(get_settings()); print(time.perf_counter()-t1)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     # The budget is 3 s; a loaded CI machine gets slack, the benchmark reports the real figure.
     assert float(out.stdout.strip().splitlines()[-1]) < 10.0
 
@@ -102,7 +105,14 @@ def test_shipped_model_loads_fast() -> None:
 def test_cli_analyze_prints_flags_with_spans() -> None:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "assistant", "analyze", "you are useless, get me your manager", "--no-suggestions"],
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "analyze",
+            "you are useless, get me your manager",
+            "--no-suggestions",
+        ],
         capture_output=True,
         text=True,
         timeout=180,

@@ -1,0 +1,96 @@
+// Trainer page: the newest evaluation report (GET /v1/reports/latest) and the agents' feedback
+// (GET /v1/feedback), exported as labeled JSON Lines (GET /v1/feedback/export).
+import { api, clear, el, keepTokenOnLinks, labelText, token } from "./common.js";
+
+keepTokenOnLinks();
+const fmt = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+
+async function loadReport() {
+  const box = document.getElementById("report");
+  let found;
+  try {
+    found = await api("/v1/reports/latest");
+  } catch (e) {
+    clear(box).append(el("p", { class: "empty" }, e.status === 404 ? e.detail : `Cannot load the report: ${e.message}`));
+    return;
+  }
+  const r = found.report;
+  const systems = [["model", r], ...Object.entries(r.baselines || {})];
+  const names = r.names || Object.keys(r.per_label);
+  const head = el("tr", {}, el("th", {}, "Label"), el("th", { class: "num" }, "Support"),
+    el("th", { class: "num" }, "Precision"), el("th", { class: "num" }, "Recall"), el("th", { class: "num" }, "F1"),
+    el("th", { class: "num" }, "ROC AUC"),
+    el("th", { class: "num", title: "true positives / false positives / false negatives, derived from P, R and support" }, "TP / FP / FN"),
+    ...systems.slice(1).map(([name]) => el("th", { class: "num" }, `${name} F1`)));
+  const body = names.map((name) => {
+    const m = r.per_label[name] || {};
+    // A confusion summary from the figures in the report: TP = R·support, FP = TP/P − TP, FN = support − TP.
+    const tp = m.recall !== undefined ? Math.round(m.recall * m.support) : null;
+    const fp = tp !== null && m.precision > 0 ? Math.round(tp / m.precision - tp) : null;
+    const fn = tp !== null ? m.support - tp : null;
+    const bestF1 = Math.max(...systems.map(([, s]) => (s.per_label[name] || {}).f1 ?? -1));
+    return el("tr", {}, el("td", {}, labelText(name)), el("td", { class: "num" }, m.support ?? "–"),
+      el("td", { class: "num" }, fmt(m.precision)), el("td", { class: "num" }, fmt(m.recall)),
+      el("td", { class: `num${m.f1 === bestF1 ? " best" : ""}` }, fmt(m.f1)), el("td", { class: "num" }, fmt(m.roc_auc)),
+      el("td", { class: "num" }, tp === null ? "–" : `${tp} / ${fp ?? "–"} / ${fn}`),
+      ...systems.slice(1).map(([, s]) => {
+        const f1 = (s.per_label[name] || {}).f1;
+        return el("td", { class: `num${f1 === bestF1 ? " best" : ""}` }, fmt(f1));
+      }));
+  });
+  const macro = el("tr", {}, el("th", {}, "macro F1"), el("td"), el("td"), el("td"),
+    el("td", { class: "num best" }, fmt(r.macro_f1)), el("td"), el("td"),
+    ...systems.slice(1).map(([, s]) => el("td", { class: "num" }, fmt(s.macro_f1))));
+  const facts = [
+    `${r.n ?? "?"} rows`, r.data ? `data ${r.data}` : null, r.device ? `device ${r.device}` : null,
+    r.mode ? `mode ${r.mode}` : null, `file ${found.file}`, `written ${new Date(found.modified * 1000).toLocaleString()}`,
+  ].filter(Boolean);
+  const lat = r.latency;
+  clear(box).append(
+    el("p", { class: "small muted" }, facts.join(" · ")),
+    el("div", { class: "table-wrap" }, el("table", { "aria-label": "Metrics per label" },
+      el("thead", {}, head), el("tbody", {}, ...body, macro))),
+    el("h2", { style: "margin-top:1rem" }, "Latency"),
+    lat ? el("p", {}, `One utterance: p50 ${lat.single_p50_ms} ms, p95 ${lat.single_p95_ms} ms. `,
+      `Batches of ${lat.batch_size}: ${lat.batch_throughput_per_s} utterances/s.`)
+      : el("p", { class: "empty" }, "Not measured in this report."),
+  );
+}
+
+async function loadFeedback() {
+  const tbody = document.getElementById("feedback");
+  try {
+    const items = await api("/v1/feedback?limit=500");
+    clear(tbody).append(...items.map((f) => el("tr", {},
+      el("td", { class: "small" }, new Date(f.created_at).toLocaleString()),
+      el("td", {}, f.call_id), el("td", {}, f.verdict), el("td", {}, f.procedure_id ?? "–"),
+      el("td", { class: "num" }, f.step_index === null || f.step_index === undefined ? "–" : f.step_index + 1),
+      el("td", {}, f.subject), el("td", {}, f.comment ?? ""))));
+    document.getElementById("fb-count").textContent = `${items.length}`;
+    document.getElementById("no-feedback").hidden = items.length > 0;
+  } catch (e) {
+    document.getElementById("fb-status").textContent = `Cannot load feedback: ${e.message}`;
+  }
+}
+
+// A plain link cannot carry the Authorization header, so the export is fetched and saved as a blob.
+document.getElementById("export").addEventListener("click", async () => {
+  const status = document.getElementById("fb-status");
+  try {
+    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+    const res = await fetch("/v1/feedback/export", { headers });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const text = await res.text();
+    const rows = text.split("\n").filter(Boolean).length;
+    const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "application/x-ndjson" })), download: "feedback-redflags.jsonl" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    status.textContent = `Exported ${rows} labeled rows.`;
+  } catch (e) {
+    status.textContent = `Export failed: ${e.message}`;
+  }
+});
+
+loadReport();
+loadFeedback();

@@ -1,0 +1,74 @@
+"""The benchmark's pure measurement: percentiles, lost and doubled events, the summary and the targets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from assistant.eval.bench import CallRecord, account, check_targets, percentile, speedup, summarize
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    xs = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentile(xs, 50) == 3.0
+    assert percentile(xs, 0) == 1.0 and percentile(xs, 100) == 5.0
+    assert percentile([10.0, 20.0], 95) == pytest.approx(19.5)
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def _record(call_id: str, sent: dict[int, float], done: dict[int, float]) -> CallRecord:
+    r = CallRecord(call_id)
+    r.sent.update(sent)
+    for eid, (seq, t) in enumerate(done.items(), start=1):
+        r.on_event({"type": "processed", "seq": seq, "eid": eid}, t)
+    return r
+
+
+def test_account_matches_sends_with_processed_events_and_counts_lost_chunks() -> None:
+    a = _record("a", {1: 0.0, 2: 1.0, 3: 2.0}, {1: 0.010, 2: 1.050})  # seq 3 never processed: lost
+    b = _record("b", {1: 0.5}, {1: 0.520})
+    acc = account([a, b], t0=0.0)
+    assert acc.sent == 4 and acc.processed == 3 and acc.lost == 1 and acc.doubled == 0
+    assert sorted(acc.latencies_ms) == pytest.approx([10.0, 20.0, 50.0])
+    assert acc.sent_at_s == sorted(acc.sent_at_s)  # in send order, for the plot over time
+
+
+def test_account_counts_doubled_events_and_errors() -> None:
+    r = CallRecord("c")
+    r.sent[1] = 0.0
+    r.on_event({"type": "transcript", "seq": 1, "eid": 1}, 0.001)
+    r.on_event({"type": "transcript", "seq": 1, "eid": 1}, 0.002)  # the same eid again: doubled
+    r.on_event({"type": "processed", "seq": 1, "eid": 2}, 0.003)
+    r.on_event({"type": "processed", "seq": 1, "eid": 3}, 0.004)  # a second processed for seq 1: doubled
+    r.on_event({"type": "error", "reason": "analysis_failed", "eid": 4}, 0.005)
+    acc = account([r], t0=0.0)
+    assert acc.doubled == 2 and acc.errors == 1 and acc.lost == 0
+    assert acc.latencies_ms == [pytest.approx(3.0)]  # the first processed counts
+
+
+def test_summarize_reports_throughput_percentiles_and_lost_events() -> None:
+    r = _record("a", {i: i * 0.1 for i in range(1, 11)}, {i: i * 0.1 + 0.005 * i for i in range(1, 10)})
+    s = summarize(account([r], t0=0.0), elapsed_s=2.0)
+    assert s["chunks_sent"] == 10 and s["chunks_processed"] == 9
+    assert s["throughput"] == 4.5
+    assert s["lost_events"] == 1 and s["errors"] == 0
+    assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
+
+
+def test_closed_loop_throughput_counts_only_chunks_done_while_the_load_ran() -> None:
+    r = _record("a", {1: 0.0, 2: 0.5}, {1: 0.4, 2: 1.5})
+    acc = account([r], t0=0.0, t_end=1.0)
+    assert summarize(acc, elapsed_s=1.0, closed_loop=True)["throughput"] == 1.0
+    assert summarize(acc, elapsed_s=1.0)["throughput"] == 2.0
+
+
+def test_targets_and_speedup() -> None:
+    good = {"p95_ms": 90.0, "p99_ms": 200.0, "errors": 0, "lost_events": 0, "rss_mb_max": 900.0}
+    assert all(check_targets(good).values())
+    bad = {**good, "p99_ms": math.inf, "lost_events": 3}
+    checks = check_targets(bad)
+    assert not checks["p99<=300ms"] and not checks["no lost events"] and checks["p95<=150ms"]
+    assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 100.0}) == 3.0
+    assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 0}) is None
