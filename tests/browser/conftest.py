@@ -48,7 +48,9 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserSer
         yield srv
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is open, and
+# later tests that call asyncio.run() must not find it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(
