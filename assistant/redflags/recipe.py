@@ -60,18 +60,25 @@ def source_metrics(
     for source, rows in sorted(by_source.items()):
         probs = predict_probs(clf, rows, progress=progress)
         dec: np.ndarray = probs >= thr
-        known = set().union(*(e.known for e in rows))
         res: dict[str, Any] = {"n": len(rows)}
+        # A row counts for a label only where its source decides that label (see Example.known).
+        decided = np.array([[label in e.known or label in e.labels for label in LABELS] for e in rows])
+        truth = np.array([[label in e.labels for label in LABELS] for e in rows])
         for j, label in enumerate(LABELS):
-            y = np.array([label in e.labels for e in rows])
-            if label in known and y.any():
-                res[label] = decision_scores(y, dec[:, j], probs[:, j]).to_dict()
+            r = decided[:, j]
+            if truth[r, j].any():
+                res[label] = decision_scores(truth[r, j], dec[r, j], probs[r, j]).to_dict()
         for group, members in GROUPS.items():
-            idx = [LABELS.index(m) for m in members if m in known]
-            y = np.array([bool(e.labels & set(members)) for e in rows])
-            if idx and y.any():
+            # A group as far as this source annotates it: the members it decides anywhere.
+            idx = [LABELS.index(m) for m in members if decided[:, LABELS.index(m)].any()]
+            if not idx:
+                continue
+            r = decided[:, idx].any(axis=1)
+            if truth[r][:, idx].any():
                 res[group] = decision_scores(
-                    y, np.asarray(dec[:, idx].any(axis=1), dtype=bool), probs[:, idx].max(axis=1)
+                    truth[r][:, idx].any(axis=1),
+                    np.asarray(dec[r][:, idx].any(axis=1), dtype=bool),
+                    probs[r][:, idx].max(axis=1),
                 ).to_dict()
         out[source] = res
     return out
