@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also time a cold index build and one-chunk latency on a synthetic N-passage knowledge base",
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None, help="encoder device")
+    p.add_argument(
+        "--mode",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="query encoder precision (passages are always embedded in fp32); the service uses int8 "
+        "when ASSISTANT_INFERENCE_MODE=int8",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -51,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     embedder = SentenceEmbedder(device=args.device or settings.device)
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
+    if args.mode == "int8":
+        embedder.quantize_queries()
     unknown = sorted({r for ex in examples for r in ex.relevant} - set(index.procedures))
     if unknown:
         print(f"warning: relevant ids not in the knowledge base: {', '.join(unknown)}")
@@ -61,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     report["data"] = str(args.data)
     report["passages"] = len(index.passages)
+    report["mode"] = args.mode
     print(format_table(report))
     if args.bench_passages > 0:
         import tempfile

@@ -400,8 +400,12 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    advisor = KnowledgeAdvisor(settings, SentenceEmbedder(device=device))
+    embedder = SentenceEmbedder(device=device)
+    advisor = KnowledgeAdvisor(settings, embedder)
     advisor.warm_up()
+    if settings.inference_mode == "int8" and device == "cpu":
+        # After warm-up, so the index's passages are fp32 embeddings; only live queries go int8.
+        embedder.quantize_queries()
     return advisor
 
 

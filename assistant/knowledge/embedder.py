@@ -105,6 +105,22 @@ class SentenceEmbedder:
         self._model.eval()
         self.encode(["warm up"])
 
+    def quantize_queries(self) -> None:
+        """Switch the encoder to int8 (dynamic quantisation of its Linear layers) for the live query path.
+
+        Call it after the index is built: passages stay fp32 embeddings, queries get ~1.5-2x faster on CPU.
+        Its effect on retrieval is measured by ``assistant eval retrieval --mode int8``.
+        """
+        import torch
+
+        if self._model is None:
+            self.warm_up()
+        if str(self._model.device) != "cpu":
+            raise ModelLoadError("int8 query encoding runs on the CPU only; use fp32 on cuda")
+        self._model = torch.ao.quantization.quantize_dynamic(
+            self._model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+
     def _encode_one(self, text: str) -> np.ndarray:
         import torch
 
