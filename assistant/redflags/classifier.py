@@ -37,8 +37,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
 # A token is part of a span when its contribution is at least this share of the label's largest one.
-_SPAN_SHARE = 0.35
+_SPAN_SHARE = 0.5
 _SUB_BATCH = 32
+_MAX_SPANS = 3
 
 
 @dataclass
@@ -268,7 +269,9 @@ def _spans(text: str, offsets: list[tuple[int, int]], contributions: torch.Tenso
             spans[-1][2] = max(spans[-1][2], w)
         else:
             spans.append([start, end, w])
-    return tuple(Span(int(s), int(e), text[int(s) : int(e)], round(w, 3)) for s, e, w in spans)
+    # An agent glances at the highlight: the strongest few spans, in reading order.
+    strongest = sorted(sorted(spans, key=lambda s: -s[2])[:_MAX_SPANS])
+    return tuple(Span(int(s), int(e), text[int(s) : int(e)], round(w, 3)) for s, e, w in strongest)
 
 
 def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
