@@ -50,8 +50,11 @@ def build_report(call: CallRecord) -> dict[str, Any]:
         {"seq": f.seq, "labels": f.labels, "severity": f.severity, "level": f.level} for f in call.flags
     ]
     actions: list[str] = []
+    shown: tuple[str, int] | None = None
     for s in call.suggestions:
-        if s.rank == 0:
+        # The sidebar re-sends the current step with every chunk; the report lists each step once, when shown.
+        if s.rank == 0 and (s.procedure_id, s.step_index) != shown:
+            shown = (s.procedure_id, s.step_index)
             actions.append(f"seq {s.seq}: suggested {s.procedure_title} step {s.step_index + 1}: {s.step}")
     for a in call.alerts:
         actions.append(f"{_fmt(a.created_at)}: supervisor alert ({a.reason}, {a.level}) at seq {a.seq}")
