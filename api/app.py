@@ -29,6 +29,7 @@ from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
 from .pages import router as pages_router
+from .procedures import router as procedures_router
 from .routes import router as http_router
 from .streams import router as ws_router
 
@@ -121,4 +122,5 @@ def create_app(
     app.include_router(http_router)
     app.include_router(ws_router)
     app.include_router(pages_router)
+    app.include_router(procedures_router)
     return app

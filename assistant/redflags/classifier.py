@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 _SPAN_SHARE = 0.5
 _SUB_BATCH = 32
 _MAX_SPANS = 3
+_MERGE_GAP_CHARS = 6
 
 
 @dataclass
@@ -264,7 +265,9 @@ def _spans(text: str, offsets: list[tuple[int, int]], contributions: torch.Tenso
         start, end = offsets[i]
         start, end = _word_bounds(text, start, end)
         w = float(scores[i]) / top
-        if spans and start <= spans[-1][1] + 1:
+        # Words a short gap apart read as one phrase ("want [your] supervisor"), unless a sentence ends between.
+        gap = text[int(spans[-1][1]) : start] if spans else ""
+        if spans and len(gap) <= _MERGE_GAP_CHARS and not any(c in gap for c in ".!?;"):
             spans[-1][1] = max(spans[-1][1], end)
             spans[-1][2] = max(spans[-1][2], w)
         else:

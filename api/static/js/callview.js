@@ -263,6 +263,22 @@ export class CallView {
     p.steps.set(s.step_index, s.step);
     this.procedures.set(s.procedure_id, p);
     this.renderChecklist(s, m.advisor || {});
+    this.loadSteps(s, m.advisor || {});
+  }
+
+  // Names every step of the checklist (the events only carry the current one); fetched once per procedure.
+  async loadSteps(s, advisor) {
+    const p = this.procedures.get(s.procedure_id);
+    if (!p || p.loaded) return;
+    p.loaded = true;
+    try {
+      const proc = await api(`/v1/procedures/${s.procedure_id.split("/").map(encodeURIComponent).join("/")}`);
+      for (const step of proc.steps) if (!p.steps.has(step.index)) p.steps.set(step.index, step.title || step.action);
+      if (this.suggestion && this.suggestion.procedure_id === s.procedure_id) this.renderChecklist(this.suggestion, advisor);
+    } catch (err) {
+      // No knowledge base behind the service (stand-in advisor): the checklist keeps "Step N".
+      console.debug("procedure steps unavailable:", err.message);
+    }
   }
 
   setButtons(enabled) {
