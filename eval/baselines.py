@@ -25,10 +25,6 @@ from assistant.redflags.training import asr_style
 Scored = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _join(text: str, context: Sequence[str]) -> str:
-    return text
-
-
 class TfidfLogReg:
     """One-vs-rest logistic regression on TF-IDF features; fit with :meth:`fit`."""
 
@@ -78,7 +74,8 @@ class TfidfLogReg:
         return self
 
     def score(self, texts: Sequence[str], contexts: Sequence[Sequence[str]]) -> Scored:
-        x = self.features.transform([asr_style(_join(t, c)) for t, c in zip(texts, contexts, strict=True)])
+        # The baseline reads the utterance alone, as it was trained: a bag of n-grams has no use for turns.
+        x = self.features.transform([asr_style(t) for t in texts])
         out: Scored = {}
         for label, model in self.models.items():
             p = model.predict_proba(x)[:, 1]
