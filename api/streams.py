@@ -65,6 +65,14 @@ async def _bad_call_id(ws: WebSocket, call_id: str) -> bool:
     return True
 
 
+def _agent_name(raw: str | None) -> str | None:
+    """A printable agent name or id of at most 128 characters; anything else is dropped, not stored."""
+    if raw is None:
+        return None
+    name = raw.strip()
+    return name if 0 < len(name) <= 128 and name.isprintable() else None
+
+
 @router.websocket("/v1/calls/{call_id}/stream")
 async def stream(ws: WebSocket, call_id: str) -> None:
     """Transcript source: send chunks, receive ``ready``, ``ack`` and every call event (docs/protocol.md)."""
@@ -76,13 +84,15 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     svc = _service(ws)
     await ws.accept()
     conn = object()
+    # Who handles the call: `?agent=` from the telephony side (recorded when the call is opened).
+    agent = _agent_name(ws.query_params.get("agent"))
 
     async def kick() -> None:
         await _close(ws, CloseCode.SOURCE_REPLACED, "another source connected for this call")
 
     sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
     try:
-        live, ready = await svc.attach_source(call_id, conn=conn, kick=kick)
+        live, ready = await svc.attach_source(call_id, conn=conn, kick=kick, agent=agent)
     except CallEnded as e:
         svc.bus.unsubscribe(sub)
         await ws.send_text(encode(ErrorEvent(reason=ErrorReason.CALL_ENDED, message=str(e))))

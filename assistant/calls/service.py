@@ -220,9 +220,18 @@ class CallService:
 
     # ---- source side -----------------------------------------------------------------------------------
     async def attach_source(
-        self, call_id: str, *, conn: object, kick: Callable[[], Awaitable[None]] | None = None
+        self,
+        call_id: str,
+        *,
+        conn: object,
+        kick: Callable[[], Awaitable[None]] | None = None,
+        agent: str | None = None,
     ) -> tuple[LiveCall, ReadyEvent]:
-        """Open or resume the call for a source connection; raise CallEnded for an ended call."""
+        """Open or resume the call for a source connection; raise CallEnded for an ended call.
+
+        ``agent`` (the agent's name or id, from the source) is recorded when the call is opened, for the call
+        record and the incident report.
+        """
         live = self.calls.get(call_id)
         resumed = live is not None
         if live is None:
@@ -238,7 +247,7 @@ class CallService:
                     live.session.restore(last_seq=last_seq, lines=lines, last_eid=last_eid)
                     resumed = True
                 else:
-                    self._store_new_call(call_id)
+                    self._store_new_call(call_id, agent=agent)
                 self.calls[call_id] = live
                 live.worker = asyncio.create_task(self._work(live), name=f"call-{call_id}")
         if live.session.state is CallState.ENDED:
@@ -748,7 +757,7 @@ class CallService:
         await self.bus.publish(call_topic(live.session.call_id), encode(event), eid=event.eid)
 
     # ---- store -----------------------------------------------------------------------------------------
-    def _store_new_call(self, call_id: str) -> None:
+    def _store_new_call(self, call_id: str, *, agent: str | None = None) -> None:
         if self.writer is None:
             return
         now = utcnow()
@@ -757,6 +766,7 @@ class CallService:
                 "calls",
                 {
                     "id": call_id,
+                    "agent": agent,
                     "status": "live",
                     "started_at": now,
                     "updated_at": now,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import ValidationError
 
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--speed", type=float, default=1.0, help="real-time multiple; 0 = as fast as possible")
     p.add_argument("--call-id", default=None, help="call id to stream as (default: the file's id + a suffix)")
+    p.add_argument("--agent", default=None, help="name or id of the agent handling the call (stored with it)")
     p.add_argument(
         "--token", default=None, help="source token (default: $ASSISTANT_TOKEN, or issued locally)"
     )
@@ -139,12 +141,15 @@ async def replay(
     emit: Callable[[str], None] = lambda line: None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     max_reconnects: int = 3,
+    agent: str | None = None,
 ) -> list[dict[str, Any]]:
     """Stream ``chunks`` as call ``call_id``; returns every event received (emit() gets the readable lines)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
     target = _stream_url(url, call_id)
+    if agent:
+        target += ("&" if "?" in target else "?") + urlencode({"agent": agent})
     headers = {"Authorization": f"Bearer {token}"} if token else None
     events: list[dict[str, Any]] = []
     t0 = chunks[0].ts or 0.0
@@ -235,6 +240,7 @@ def _run(args: argparse.Namespace) -> int:
             token=_token(args.token),
             timeout_s=args.timeout,
             emit=lambda line: print(line, flush=True),
+            agent=args.agent,
         )
     )
     http = url.replace("ws://", "http://").replace("wss://", "https://").split("/v1/")[0]

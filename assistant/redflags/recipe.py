@@ -73,7 +73,7 @@ def source_metrics(
             idx = [LABELS.index(m) for m in members if decided[:, LABELS.index(m)].any()]
             if not idx:
                 continue
-            r = decided[:, idx].any(axis=1)
+            r = np.asarray(decided[:, idx].any(axis=1), dtype=bool)
             if truth[r][:, idx].any():
                 res[group] = decision_scores(
                     truth[r][:, idx].any(axis=1),

@@ -104,3 +104,22 @@ def test_auth_websocket_4401_4403_and_token_query(auth_client: TestClient) -> No
     with auth_client.websocket_connect(f"/v1/alerts?token={token}") as ws:
         ws.send_json({"type": "ping"})
         assert ws.receive_json()["type"] == "pong"
+
+
+def test_http_call_record_names_the_agent_from_the_source(client: TestClient) -> None:
+    with client.websocket_connect("/v1/calls/h-agent/stream?agent=Dana%20K.%20(A-17)") as src:
+        src.receive_json()
+        src.send_json({"seq": 1, "speaker": "customer", "text": "you useless idiot"})
+        src.send_json({"type": "end"})
+        while src.receive_json()["type"] != "call_ended":
+            pass
+    assert client.get("/v1/calls/h-agent").json()["agent"] == "Dana K. (A-17)"
+    assert client.get("/v1/calls/h-agent/incident-report").json()["agent"] == "Dana K. (A-17)"
+    # An over-long name is dropped, not stored, and the call goes on.
+    with client.websocket_connect("/v1/calls/h-long/stream?agent=" + "x" * 200) as src:
+        assert src.receive_json()["type"] == "ready"
+        src.send_json({"seq": 1, "speaker": "customer", "text": "hello"})
+        src.send_json({"type": "end"})
+        while src.receive_json()["type"] != "call_ended":
+            pass
+    assert client.get("/v1/calls/h-long").json()["agent"] is None
