@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.errors import InvalidInputError
-from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Suggestion, Utterance
+from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Speaker, Suggestion, Utterance
 
 MAX_ANALYZE_CHARS = 100_000
 
@@ -59,14 +59,8 @@ def analyze_once(
     flags = analyzer.predict([Utterance(text, tuple(context))])[0]
     suggestions: list[Suggestion] = []
     if advisor is not None and text.strip():
+        # Same as POST /v1/analyze: a fresh call state, the earlier turns passed as context.
+        who: Speaker = "agent" if speaker == "agent" else "customer"
         state = advisor.start_call()
-        for turn in context:
-            advisor.advise(state, speaker="customer", text=turn, context=(), flags=None)
-        suggestions = advisor.advise(
-            state,
-            speaker="customer" if speaker != "agent" else "agent",
-            text=text,
-            context=tuple(context),
-            flags=flags,
-        )
+        suggestions = advisor.advise(state, speaker=who, text=text, context=tuple(context), flags=flags)
     return Analysis(text=text, flags=flags, suggestions=suggestions)

@@ -37,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.eval.baselines import ProfanityCheck, TfidfLogReg
     from assistant.eval.redflags import ModelScorer, evaluate, measure_latency
     from assistant.redflags.classifier import RedFlagClassifier
-    from assistant.redflags.data import load_corpus, read_eval_jsonl
+    from assistant.redflags.data import read_eval_jsonl
+    from assistant.redflags.recipe import training_splits
 
     settings = get_settings()
     if not args.data.exists():
@@ -57,9 +58,15 @@ def _run(args: argparse.Namespace) -> int:
     baselines: list[Any] = []
     if not args.no_baselines:
         seed = int(clf.config.training.get("seed", 13))
-        corpus = load_corpus(settings.data_dir, splits=("train", "valid"), seed=seed)
-        train = [e for e in corpus if e.split == "train"]
-        valid = [e for e in corpus if e.split == "valid"]
+        # The baseline learns from exactly the model's training data: its sources, per-source caps and seed.
+        trained_on = clf.config.training
+        data = training_splits(
+            settings.data_dir,
+            sources=trained_on.get("sources") or None,
+            caps=trained_on.get("caps"),
+            seed=seed,
+        )
+        train, valid = data["train"], data["valid"]
         baselines = [ProfanityCheck(), TfidfLogReg(seed=seed).fit(train, valid)]
     report = evaluate(texts, contexts, labels, ModelScorer(clf, progress=True), baselines)
     report["data"] = str(args.data)

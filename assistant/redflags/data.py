@@ -660,7 +660,7 @@ def load_source(name: str, data_dir: Path, *, written_dir: Path | None = None) -
     return _dedup([e for e in examples if e.text])
 
 
-def _cap(examples: list[Example], cap: int, seed: int) -> list[Example]:
+def cap_examples(examples: list[Example], cap: int, seed: int) -> list[Example]:
     """At most ``cap`` examples, positives first but keeping a third of the budget for negatives if any."""
     if len(examples) <= cap:
         return examples
@@ -696,7 +696,9 @@ def load_corpus(
         examples = load_source(name, data_dir, written_dir=written_dir)
         for split in splits:
             part = [e for e in examples if e.split == split]
-            out.extend(part if max_per_source_split is None else _cap(part, max_per_source_split, seed))
+            out.extend(
+                part if max_per_source_split is None else cap_examples(part, max_per_source_split, seed)
+            )
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from assistant.labels import GROUPS, LABELS
 from assistant.redflags.card import write_model_card
 from assistant.redflags.classifier import RedFlagClassifier
-from assistant.redflags.data import SOURCES, Example, load_corpus
+from assistant.redflags.data import SOURCES, Example, cap_examples, load_corpus
 from assistant.redflags.metrics import decision_scores
 from assistant.redflags.training import TrainConfig, predict_probs, train
 
@@ -37,8 +37,6 @@ DEFAULT_CAPS: dict[str, int] = {
     "airline": 2500,
     "written": 100_000,
 }
-# Sources closest to a customer talking to an agent are repeated so that tweets do not drown them out.
-DEFAULT_REPEATS: dict[str, int] = {"convabuse": 4, "written": 3}
 
 
 @dataclass
@@ -84,6 +82,29 @@ def source_metrics(
     return out
 
 
+def training_splits(
+    data_dir: Path,
+    *,
+    sources: Sequence[str] | None = None,
+    caps: dict[str, int] | None = None,
+    seed: int = 13,
+) -> dict[str, list[Example]]:
+    """The recipe's data: every source's train rows capped per source, all of its valid and test rows.
+
+    The TF-IDF baseline of ``assistant eval redflags`` calls this with the model's saved sources, caps and
+    seed, so it is trained on exactly the model's training data.
+    """
+    caps = caps or DEFAULT_CAPS
+    splits: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
+    for name in list(sources) if sources else list(SOURCES):
+        rows = load_corpus(data_dir, sources=[name], seed=seed)
+        for split, part in splits.items():
+            mine = [e for e in rows if e.split == split]
+            # Only training rows are capped; validation and test rows are all scored.
+            part += cap_examples(mine, caps.get(name, 3000), seed) if split == "train" else mine
+    return splits
+
+
 def run_training(
     data_dir: Path,
     *,
@@ -95,17 +116,7 @@ def run_training(
 ) -> TrainingRun:
     """Load the corpus, train, choose thresholds on valid, score every test split."""
     t0 = time.perf_counter()
-    caps = caps or DEFAULT_CAPS
-    names = list(sources) if sources else list(SOURCES)
-    splits: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
-    for name in names:
-        # Only training rows are capped; validation and test rows are all scored.
-        cap = caps.get(name, 3000)
-        splits["train"] += load_corpus(
-            data_dir, sources=[name], splits=["train"], max_per_source_split=cap, seed=cfg.seed
-        )
-        splits["valid"] += load_corpus(data_dir, sources=[name], splits=["valid"], seed=cfg.seed)
-        splits["test"] += load_corpus(data_dir, sources=[name], splits=["test"], seed=cfg.seed)
+    splits = training_splits(data_dir, sources=sources, caps=caps, seed=cfg.seed)
     if limit is not None:
         splits = {k: v[:limit] for k, v in splits.items()}
     counts = Counter(f"{e.source}/{e.split}" for part in splits.values() for e in part)
@@ -117,7 +128,7 @@ def run_training(
         "thresholds": clf.config.thresholds,
         "train_config": asdict(cfg),
     }
-    clf.config.training = {**asdict(cfg), "caps": caps, "sources": list(sources or [])}
+    clf.config.training = {**asdict(cfg), "caps": caps or DEFAULT_CAPS, "sources": list(sources or [])}
     return TrainingRun(clf, metrics, time.perf_counter() - t0)
 
 
