@@ -42,10 +42,15 @@ class Settings(BaseSettings):
     # Models
     redflag_model: str = "redflags"  # folder name under models_dir, or an absolute path
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    inference_mode: Literal["fp32", "int8", "bf16"] = "fp32"
+    # auto: int8 for a lone call, bf16 under load where the CPU has bf16 units, fp32 on a GPU (precision.py).
+    inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
     # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.
     torch_threads: int = Field(default=1, ge=0, description="0: torch's default (all cores)")
+    # Run both encoders as TorchScript traces (precision.trace): no GIL held during a forward pass.
+    torchscript: bool = True
+    # glibc malloc arenas for `assistant serve` (runtime.py): fewer arenas, less memory kept per thread.
+    malloc_arena_max: int = Field(default=2, ge=0, description="0: glibc's default")
 
     # Service
     host: str = "127.0.0.1"
@@ -57,10 +62,15 @@ class Settings(BaseSettings):
     max_chunk_chars: int = Field(default=4000, ge=16)
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
+    # The store is written behind the hot path; waiting this long groups many chunks into one transaction.
+    store_linger_ms: float = Field(default=20.0, ge=0)
     context_turns: int = Field(default=3, ge=0)
 
     # Knowledge base and next-step retrieval (issue 3)
     kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
+    kb_refresh_s: float = Field(
+        default=2.0, ge=0, description="how often new calls look for changed SOP files"
+    )
     kb_auto_rebuild: bool = True  # rebuild a stale index on load instead of refusing it
     kb_min_score: float = Field(
         default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested"

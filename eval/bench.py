@@ -550,14 +550,16 @@ def optimized_env(
         "ASSISTANT_BATCH_MAX_SIZE": str(batch_max_size),
         "ASSISTANT_BATCH_MAX_WAIT_MS": str(batch_max_wait_ms),
         "ASSISTANT_EMBED_BATCHING": "true",
+        "ASSISTANT_TORCHSCRIPT": "true",
         "ASSISTANT_TORCH_THREADS": str(torch_threads),
     }
 
 
 def naive_env(*, device: str, torch_threads: int) -> dict[str, str]:
-    """One chunk at a time: batch size 1, no batching wait, full fp32, query encoding unbatched per chunk."""
+    """One chunk at a time: batch size 1, no batching wait, full fp32 eager models, query encoding unbatched."""
     return {
         "ASSISTANT_INFERENCE_MODE": "fp32",
+        "ASSISTANT_TORCHSCRIPT": "false",
         "ASSISTANT_DEVICE": device,
         "ASSISTANT_BATCH_MAX_SIZE": "1",
         "ASSISTANT_BATCH_MAX_WAIT_MS": "0",

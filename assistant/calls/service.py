@@ -139,7 +139,7 @@ class CallService:
         self.advisor = advisor
         self.bus: EventBus = bus or InProcessBus(history=settings.event_history)
         self.store = store
-        self.writer = StoreWriter(store) if store is not None else None
+        self.writer = StoreWriter(store, linger_ms=settings.store_linger_ms) if store is not None else None
         self.webhook = webhook
         self.metrics = metrics or ServiceMetrics()
         self.batcher: MicroBatcher[Utterance, RedFlagResult] = MicroBatcher(

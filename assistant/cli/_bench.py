@@ -68,9 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["fp32", "int8", "bf16"],
-        default=None,
-        help="inference mode (default: int8 on cpu, fp32 on cuda)",
+        choices=["auto", "fp32", "int8", "bf16"],
+        default="auto",
+        help="inference mode of the optimized service (default auto: bf16 on a CPU with bf16 units, "
+        "else int8; fp32 on cuda)",
     )
     p.add_argument("--batch-max-size", type=int, default=64, help="micro-batch size of the optimized service")
     p.add_argument(
@@ -207,7 +208,7 @@ async def _config(
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from assistant.eval.bench import check_targets, machine_info, naive_env, optimized_env, speedup
 
-    mode = args.mode or ("fp32" if args.device == "cuda" else "int8")
+    mode = args.mode
     opt_env = (
         None
         if args.url

@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", type=Path, required=True, help="JSONL file (see shared/PRODUCT.md)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None, help="where the model runs")
-    p.add_argument("--mode", choices=["fp32", "int8", "bf16"], default=None, help="inference precision")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "fp32", "int8", "bf16"],
+        default=None,
+        help="inference precision (default: ASSISTANT_INFERENCE_MODE, auto)",
+    )
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     p.add_argument("--json", type=Path, default=None, help="write the full report here")
     p.add_argument("--no-baselines", action="store_true", help="score the model only")
@@ -73,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     report["model_path"] = str(model_path)
     report["device"] = str(clf.device)
     report["mode"] = clf.mode
+    report["precision"] = clf.precision
     report["machine"] = {
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -88,10 +94,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A fixed-width table: one row per label/group, model then each baseline (P / R / F1 / AUC)."""
+    """A fixed-width table: one row per label/group, model then each baseline.
+
+    P / R / F1 are of the positive class; mF1 is the mean F1 of both classes (what papers usually report).
+    """
     systems = {"model": report, **report["baselines"]}
-    head = f"{'label':<20}{'support':>8}  " + "  ".join(f"{name:>26}" for name in systems)
-    sub = f"{'':<20}{'':>8}  " + "  ".join(f"{'P':>6}{'R':>6}{'F1':>7}{'AUC':>7}" for _ in systems)
+    head = f"{'label':<20}{'support':>8}  " + "  ".join(f"{name:>33}" for name in systems)
+    sub = f"{'':<20}{'':>8}  " + "  ".join(f"{'P':>6}{'R':>6}{'F1':>7}{'AUC':>7}{'mF1':>7}" for _ in systems)
     lines = [f"{report['n']} rows from {report.get('data', '?')}", head, sub]
     for name in report["names"]:
         support = report["per_label"].get(name, {}).get("support", "")
@@ -99,12 +108,13 @@ def format_table(report: dict[str, Any]) -> str:
         for sysrep in systems.values():
             m = sysrep["per_label"].get(name)
             if m is None:
-                cells.append(f"{'n/a':>26}")
+                cells.append(f"{'n/a':>33}")
             else:
                 auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "-"
-                cells.append(f"{m['precision']:>6.3f}{m['recall']:>6.3f}{m['f1']:>7.3f}{auc:>7}")
+                mf1 = _fmt(m.get("f1_macro"))
+                cells.append(f"{m['precision']:>6.3f}{m['recall']:>6.3f}{m['f1']:>7.3f}{auc:>7}{mf1:>7}")
         lines.append(f"{name:<20}{support!s:>8}  " + "  ".join(cells))
-    macro = "  ".join(f"{_fmt(s['macro_f1']):>26}" for s in systems.values())
+    macro = "  ".join(f"{_fmt(s['macro_f1']):>33}" for s in systems.values())
     lines.append(f"{'macro F1':<20}{'':>8}  {macro}")
     if "latency" in report:
         lat = report["latency"]

@@ -30,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None, help="encoder device")
     p.add_argument(
         "--mode",
-        choices=["fp32", "int8"],
+        choices=["fp32", "int8", "bf16", "auto"],
         default="fp32",
-        help="query encoder precision (passages are always embedded in fp32); the service uses int8 "
-        "when ASSISTANT_INFERENCE_MODE=int8",
+        help="query encoder precision (passages are always embedded in fp32), as the service runs it "
+        "with ASSISTANT_INFERENCE_MODE",
     )
     p.set_defaults(handler=_run)
 
@@ -58,8 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     embedder = SentenceEmbedder(device=args.device or settings.device)
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
-    if args.mode == "int8":
-        embedder.quantize_queries()
+    if args.mode != "fp32":
+        embedder.set_query_precision(args.mode)
     unknown = sorted({r for ex in examples for r in ex.relevant} - set(index.procedures))
     if unknown:
         print(f"warning: relevant ids not in the knowledge base: {', '.join(unknown)}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,6 +124,7 @@ class KnowledgeAdvisor:
             FusedRetriever(index, embedder) if index is not None else None
         )
         self._signature: tuple[Any, ...] | None = None
+        self._checked_at = 0.0  # monotonic time of the last look at the files
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------------------
@@ -153,10 +155,18 @@ class KnowledgeAdvisor:
             self._signature = self._kb_signature()
         logger.info("knowledge advisor loaded %d procedures", len(index.procedures))
 
-    def refresh(self) -> bool:
-        """Reload when an SOP file or the index changed on disk (e.g. after ``assistant kb import``)."""
+    def refresh(self, *, max_age_s: float = 0.0) -> bool:
+        """Reload when an SOP file or the index changed on disk (e.g. after ``assistant kb import``).
+
+        With ``max_age_s``, the files are looked at only when the last look is older than that: listing them
+        for every new call cost a few ms each when hundreds of calls start together.
+        """
         if self._signature is None:
             return False
+        now = time.monotonic()
+        if max_age_s > 0 and now - self._checked_at < max_age_s:
+            return False
+        self._checked_at = now
         sig = self._kb_signature()
         if sig == self._signature:
             return False
@@ -172,9 +182,9 @@ class KnowledgeAdvisor:
 
     # -- NextStepAdvisor -----------------------------------------------------------------------------
     def start_call(self) -> CallState:
-        """A fresh state for a new call; picks up SOPs imported since the last call."""
+        """A fresh state for a new call; picks up SOPs imported since (at most) ``kb_refresh_s`` ago."""
         if self._signature is not None:
-            self.refresh()
+            self.refresh(max_age_s=self.settings.kb_refresh_s)
         return CallState()
 
     def advise(
@@ -403,9 +413,9 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
     embedder = SentenceEmbedder(device=device)
     advisor = KnowledgeAdvisor(settings, embedder)
     advisor.warm_up()
-    if settings.inference_mode == "int8" and device == "cpu":
-        # After warm-up, so the index's passages are fp32 embeddings; only live queries go int8.
-        embedder.quantize_queries()
+    if settings.inference_mode != "fp32" or settings.torchscript:
+        # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.
+        embedder.set_query_precision(settings.inference_mode, torchscript=settings.torchscript)
     return advisor
 
 

@@ -77,6 +77,9 @@ class SentenceEmbedder:
         self._device = device
         self._batch_size = batch_size
         self._model: Any = None
+        self._queries: Any = None  # set by set_query_precision; None: queries use the fp32 model
+        self._traced: Any = None  # the query encoder's TorchScript trace, when asked for
+        self.query_precision = "fp32"
         self._fingerprint: str | None = None
 
     @property
@@ -106,25 +109,69 @@ class SentenceEmbedder:
         self.encode(["warm up"])
 
     def quantize_queries(self) -> None:
-        """Switch the encoder to int8 (dynamic quantisation of its Linear layers) for the live query path.
+        """int8 query encoding (the ``int8`` inference mode); see :meth:`set_query_precision`."""
+        self.set_query_precision("int8")
 
-        Call it after the index is built: passages stay fp32 embeddings, queries get ~1.5-2x faster on CPU.
-        Its effect on retrieval is measured by ``assistant eval retrieval --mode int8``.
+    def set_query_precision(self, mode: str, *, torchscript: bool = False) -> None:
+        """Encode live queries in ``mode`` (``fp32``, ``int8``, ``bf16`` or ``auto``, see assistant.precision).
+
+        Call it after the index is built: passages stay fp32 embeddings, only queries change precision.
+        Its effect on retrieval is measured by ``assistant eval retrieval --mode``. With ``torchscript`` the
+        query encoder runs as a frozen trace (``assistant.precision.trace``).
         """
         import torch
 
+        from assistant import precision
+
         if self._model is None:
             self.warm_up()
-        if str(self._model.device) != "cpu":
-            raise ModelLoadError("int8 query encoding runs on the CPU only; use fp32 on cuda")
-        self._model = torch.ao.quantization.quantize_dynamic(
-            self._model, {torch.nn.Linear}, dtype=torch.qint8
+        try:
+            chosen = precision.resolve(mode, torch.device(str(self._model.device)))
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        self._queries = precision.convert(self._model, chosen)
+        self.query_precision = chosen
+        self._traced = None
+        if torchscript:
+            example = self._features(["you are useless get me a manager", "ok"], self._queries)
+            self._traced = precision.trace(
+                _last_hidden(self._queries[0].auto_model),
+                (example["input_ids"], example["attention_mask"], example["token_type_ids"]),
+            )
+
+    @staticmethod
+    def _features(texts: list[str], model: Any) -> dict[str, Any]:
+        tok = model.tokenizer
+        features = tok(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=model.max_seq_length
         )
+        return {k: v.to(model.device) for k, v in features.items()}
+
+    def _encode_traced(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean-pooled, normalised vectors (what the MiniLM sentence model computes) from the traced encoder."""
+        import torch
+
+        assert self._traced is not None and self._queries is not None
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            # Length-sorted sub-batches: each is padded only to its own longest text.
+            for start in range(0, len(order), 32):
+                idx = order[start : start + 32]
+                f = self._features([texts[i] for i in idx], self._queries)
+                hidden = self._traced(f["input_ids"], f["attention_mask"], f["token_type_ids"])
+                mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
+        return out
+
+    def _pick(self) -> Any:
+        return self._model if self._queries is None else self._queries
 
     def _encode_one(self, text: str) -> np.ndarray:
         import torch
 
-        model = self._model
+        model = self._pick()
         tok = model.tokenizer
         features = tok([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
         features = {k: v.to(model.device) for k, v in features.items()}
@@ -140,18 +187,39 @@ class SentenceEmbedder:
             self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._traced is not None and progress is None:
+            return self._encode_traced(texts)
         if len(texts) == 1 and progress is None:
             return self._encode_one(texts[0])
         chunks: list[np.ndarray] = []
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
-            vecs = self._model.encode(
+            vecs = self._pick().encode(
                 batch, batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
             )
             chunks.append(np.asarray(vecs, dtype=np.float32))
             if progress is not None:
                 progress(len(batch))
         return np.vstack(chunks)
+
+
+def _last_hidden(encoder: Any) -> Any:
+    """The transformers encoder as a module that returns ``last_hidden_state`` alone (so it can be traced).
+
+    Built inside a function because this module does not import torch until a model is loaded.
+    """
+    import torch
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.enc(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    return LastHidden()
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+")

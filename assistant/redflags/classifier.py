@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from assistant import precision
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path, force_offline
 from assistant.errors import ModelLoadError
 from assistant.labels import GROUPS, LABELS
@@ -105,6 +106,7 @@ class RedFlagClassifier:
         *,
         device: torch.device | None = None,
         mode: str = "fp32",
+        torchscript: bool = False,
     ) -> None:
         if config.labels != list(LABELS):
             raise ModelLoadError(
@@ -114,21 +116,42 @@ class RedFlagClassifier:
         self.tokenizer = tokenizer
         self.device = device or torch.device("cpu")
         self.mode = mode
-        self.net = net.to(self.device).eval()
+        try:
+            self.precision = precision.resolve(mode, self.device)
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        # Other precisions keep only their converted copy; ``save`` (training) needs fp32.
+        self.net = precision.convert(net.to(self.device).eval(), self.precision)
         self._lock = threading.Lock()
         self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
-        if mode == "int8":
-            if self.device.type != "cpu":
-                raise ModelLoadError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
-            self.net = torch.ao.quantization.quantize_dynamic(self.net, {torch.nn.Linear}, dtype=torch.qint8)
-        elif mode == "bf16":
-            self.net = self.net.to(torch.bfloat16)
-        elif mode != "fp32":
-            raise ModelLoadError(f"unknown inference mode {mode!r}; expected fp32, int8 or bf16")
+        self._traced: torch.jit.ScriptModule | None = None
+        if torchscript:
+            example = self.encode(
+                [Utterance("you are useless", ("hi how can i help", "my bill")), Utterance("ok")]
+            )
+            self._traced = precision.trace(
+                _Logits(self.net),
+                tuple(
+                    t.to(self.device)
+                    for t in (
+                        example.input_ids,
+                        example.attention_mask,
+                        example.token_type_ids,
+                        example.text_mask,
+                    )
+                ),
+            )
+
+    @property
+    def torchscript(self) -> bool:
+        """True when inference runs the traced graph (see ``assistant.precision.trace``)."""
+        return self._traced is not None
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path, *, device: str = "cpu", mode: str = "fp32") -> RedFlagClassifier:
+    def load(
+        cls, path: Path, *, device: str = "cpu", mode: str = "fp32", torchscript: bool = False
+    ) -> RedFlagClassifier:
         """Load shipped weights from ``path`` on top of the installed base encoder."""
         force_offline()
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -163,11 +186,11 @@ class RedFlagClassifier:
             )
         net.load_state_dict(state, strict=False)
         tokenizer = AutoTokenizer.from_pretrained(str(base))
-        return cls(net, tokenizer, config, device=resolve_device(device), mode=mode)
+        return cls(net, tokenizer, config, device=resolve_device(device), mode=mode, torchscript=torchscript)
 
     def save(self, path: Path, *, metrics: dict[str, Any] | None = None) -> None:
         """Write config, tuned weights (and metrics) to ``path``; the base encoder is not copied."""
-        if self.mode != "fp32":
+        if self.precision != "fp32":
             raise ModelLoadError("only an fp32 classifier can be saved; load it again for other modes")
         path.mkdir(parents=True, exist_ok=True)
         self.config.trained_with = library_versions()
@@ -211,17 +234,18 @@ class RedFlagClassifier:
         # A batch from many calls mixes short and long inputs: sorted sub-batches, each cut to its own
         # longest row, spend the compute on tokens rather than on padding.
         order = torch.argsort(lengths)
+        run = self._traced if self._traced is not None else _Logits(self.net)
         with self._lock, torch.inference_mode():
             for idx in order.split(_SUB_BATCH):
                 w = int(lengths[idx].max())
-                out = self.net(
+                logits, contributions = run(
                     batch.input_ids[idx, :w].to(self.device),
                     batch.attention_mask[idx, :w].to(self.device),
                     batch.token_type_ids[idx, :w].to(self.device),
                     batch.text_mask[idx, :w].to(self.device),
                 )
-                probs[idx] = torch.sigmoid(out.logits.float()).cpu()
-                contrib[idx, :, :w] = out.contributions.float().cpu()
+                probs[idx] = torch.sigmoid(logits.float()).cpu()
+                contrib[idx, :, :w] = contributions.float().cpu()
         return probs, contrib, batch
 
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
@@ -248,6 +272,24 @@ class RedFlagClassifier:
             results.append(RedFlagResult(labels=labels, groups=groups, truncated=batch.truncated[i]))
         logger.debug("scored batch", extra={"n": len(utterances), "ms": (time.perf_counter() - t0) * 1e3})
         return results
+
+
+class _Logits(torch.nn.Module):
+    """RedFlagNet as (logits, contributions): the tuple a TorchScript trace can return."""
+
+    def __init__(self, net: RedFlagNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(input_ids, attention_mask, token_type_ids, text_mask)
+        return out.logits, out.contributions
 
 
 def _spans(text: str, offsets: list[tuple[int, int]], contributions: torch.Tensor) -> tuple[Span, ...]:
@@ -296,4 +338,5 @@ def load_classifier(
         settings.redflag_model_path(),
         device=device or settings.device,
         mode=mode or settings.inference_mode,
+        torchscript=settings.torchscript,
     )

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _TABLES: dict[str, Table] = {t.name: t for t in m.metadata.sorted_tables}
+# Parents before children (foreign keys): a batch is applied in this table order.
+_TABLE_RANK: dict[str, int] = {name: i for i, name in enumerate(_TABLES)}
 _MIGRATION_LOCK_ID = 0x0A551574  # PostgreSQL advisory lock: one worker migrates at a time
 
 
@@ -79,6 +81,43 @@ class Update:
 
 
 Op = Insert | Upsert | Update
+
+
+def _signature(op: Op) -> tuple[Any, ...] | None:
+    """Ops with equal signatures run as one executemany; None: the op runs alone."""
+    if isinstance(op, Insert):
+        return ("insert", op.table, tuple(op.row), op.ignore_conflict)
+    if isinstance(op, Upsert):
+        return ("upsert", op.table, tuple(op.row), op.keys)
+    return None
+
+
+def _unique(rows: list[dict[str, Any]], keys: tuple[str, ...], *, keep: str) -> list[dict[str, Any]]:
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        k = tuple(row[c] for c in keys)
+        if keep == "last" or k not in by_key:
+            by_key[k] = row
+    return list(by_key.values())
+
+
+def plan_batch(ops: list[Op]) -> list[list[Op]]:
+    """Order a batch parents-first and group it into runs that share one statement.
+
+    The sort is stable, so ops on one table keep their order (an Upsert after an Insert of the same row, the
+    last state of a call wins); only ops on different tables, which never depend on each other except through
+    foreign keys, are reordered. One statement per run instead of per op: at 250 chunks/s the per-statement
+    round trips through the SQLite thread were ~10% of the service's CPU.
+    """
+    ordered = sorted(ops, key=lambda op: _TABLE_RANK.get(op.table, len(_TABLE_RANK)))
+    runs: list[list[Op]] = []
+    for op in ordered:
+        sig = _signature(op)
+        if runs and sig is not None and _signature(runs[-1][0]) == sig:
+            runs[-1].append(op)
+        else:
+            runs.append([op])
+    return runs
 
 
 @dataclass(slots=True)
@@ -155,8 +194,11 @@ class Store:
         if not ops:
             return
         async with self.engine.begin() as conn:
-            for op in ops:
-                await self._apply(conn, op)
+            for run in plan_batch(ops):
+                if len(run) == 1:
+                    await self._apply(conn, run[0])
+                else:
+                    await self._apply_many(conn, run)
 
     def _insert(self, conn: AsyncConnection, table: str) -> Any:
         name = conn.dialect.name
@@ -166,6 +208,24 @@ class Store:
         if name == "sqlite":
             return sqlite.insert(t)
         return insert(t)
+
+    async def _apply_many(self, conn: AsyncConnection, run: list[Op]) -> None:
+        """One executemany for a run of Inserts or Upserts with the same table, columns and conflict rule."""
+        first = run[0]
+        rows = [op.row for op in run if isinstance(op, Insert | Upsert)]
+        # A multi-row statement may not touch one key twice (PostgreSQL refuses it). Applied one at a time,
+        # the last Upsert of a key wins and the first ignore-conflict Insert does: keep just that row.
+        if isinstance(first, Upsert):
+            rows = _unique(rows, first.keys, keep="last")
+        elif isinstance(first, Insert) and first.ignore_conflict:
+            rows = _unique(rows, first.ignore_conflict, keep="first")
+        stmt = self._insert(conn, first.table)
+        if isinstance(first, Insert) and first.ignore_conflict:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(first.ignore_conflict))
+        elif isinstance(first, Upsert):
+            changes = {k: stmt.excluded[k] for k in first.row if k not in first.keys}
+            stmt = stmt.on_conflict_do_update(index_elements=list(first.keys), set_=changes)
+        await conn.execute(stmt, rows)
 
     async def _apply(self, conn: AsyncConnection, op: Op) -> None:
         if isinstance(op, Insert):

@@ -25,9 +25,14 @@ class _Barrier:
 class StoreWriter:
     """Queues ``Op`` s and writes them from one background task."""
 
-    def __init__(self, store: Store, *, max_batch: int = 500, retry_delay_s: float = 0.5) -> None:
+    def __init__(
+        self, store: Store, *, max_batch: int = 500, linger_ms: float = 0.0, retry_delay_s: float = 0.5
+    ) -> None:
         self.store = store
         self.max_batch = max_batch
+        # Wait this long for company before writing a batch (never when a flush() is waiting): under load,
+        # one transaction of many rows instead of many transactions of one row each.
+        self.linger_s = max(0.0, linger_ms) / 1000.0
         self.retry_delay_s = retry_delay_s
         self._queue: asyncio.Queue[Op | _Barrier] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -64,14 +69,31 @@ class StoreWriter:
 
     async def _run(self) -> None:
         while True:
-            items = [await self._queue.get()]
-            while len(items) < self.max_batch and not self._queue.empty():
-                items.append(self._queue.get_nowait())
+            items = await self._collect()
             ops = [i for i in items if not isinstance(i, _Barrier)]
             await self._write(ops)
             for i in items:
                 if isinstance(i, _Barrier) and not i.done.done():
                     i.done.set_result(None)
+
+    async def _collect(self) -> list[Op | _Barrier]:
+        items: list[Op | _Barrier] = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_s
+        flush_waiting = isinstance(items[0], _Barrier)
+        while len(items) < self.max_batch:
+            if not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            else:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or flush_waiting:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            flush_waiting = flush_waiting or isinstance(items[-1], _Barrier)
+        return items
 
     async def _write(self, ops: list[Op]) -> None:
         if not ops:

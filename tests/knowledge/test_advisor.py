@@ -103,3 +103,22 @@ def test_new_sop_is_picked_up_at_the_next_call(advisor: KnowledgeAdvisor, small_
     )
     out = advise_once(advisor, "my router wifi is broken", (), None)
     assert out[0].procedure_id == "wifi"
+
+
+def test_new_calls_look_for_changed_sops_at_most_every_kb_refresh_s(
+    kb_settings: Settings, fake_embedder: FakeEmbedder
+) -> None:
+    settings = kb_settings.model_copy(update={"kb_refresh_s": 3600.0})
+    advisor = KnowledgeAdvisor(settings, fake_embedder)
+    advisor.warm_up()
+    looks: list[int] = []
+    real = advisor._kb_signature
+
+    def counting() -> tuple[object, ...]:
+        looks.append(1)
+        return real()
+
+    advisor._kb_signature = counting  # type: ignore[method-assign]
+    for _ in range(5):
+        advisor.start_call()
+    assert len(looks) == 1  # the first new call looked; the next four within the hour did not

@@ -24,7 +24,8 @@ def flags(*labels: str) -> RedFlagResult:
 
 @pytest.mark.slow
 def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> None:
-    settings = load_settings(var_dir=tmp_path / "var")
+    # kb_refresh_s=0: the next call looks at the files at once (the service looks every 2 s).
+    settings = load_settings(var_dir=tmp_path / "var", kb_refresh_s=0)
     advisor = KnowledgeAdvisor(settings, minilm)
     advisor.warm_up()
     out = advise_once(

@@ -65,9 +65,11 @@ def test_shipped_model_done_when_example(shipped: RedFlagClassifier) -> None:
 
 def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) -> None:
     texts = [t for ts in CLEAR.values() for t in ts] + CALM
-    batch = shipped.probabilities([Utterance(t, ("hello",)) for t in texts])
-    singles = torch.cat([shipped.probabilities([Utterance(t, ("hello",))]) for t in texts])
-    assert torch.allclose(batch, singles, atol=1e-5)
+    fp32 = load_classifier(get_settings(), mode="fp32")
+    for clf, atol in ((fp32, 1e-5), (shipped, 2e-3)):  # bf16 sums padded rows in a different order
+        batch = clf.probabilities([Utterance(t, ("hello",)) for t in texts])
+        singles = torch.cat([clf.probabilities([Utterance(t, ("hello",))]) for t in texts])
+        assert torch.allclose(batch, singles, atol=atol), (clf.precision, (batch - singles).abs().max())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,117 @@
+"""Inference precision: how ``auto`` resolves, and that bf16/int8 score like fp32 on the shipped models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from assistant import precision
+from assistant.errors import ModelLoadError
+from assistant.redflags.classifier import load_classifier
+from assistant.settings import load_settings
+from assistant.types import Utterance
+
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "device", "expected"),
+    [(True, CPU, "bf16"), (False, CPU, "int8"), (True, GPU, "fp32"), (False, GPU, "fp32")],
+)
+def test_auto_picks_by_hardware(
+    monkeypatch: pytest.MonkeyPatch, native_bf16: bool, device: torch.device, expected: str
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    assert precision.resolve("auto", device) == expected
+
+
+def test_explicit_modes_and_their_errors() -> None:
+    assert [precision.resolve(m, CPU) for m in ("fp32", "int8", "bf16")] == ["fp32", "int8", "bf16"]
+    assert precision.resolve("bf16", GPU) == "bf16"
+    with pytest.raises(ValueError, match="CPU only"):
+        precision.resolve("int8", GPU)
+    with pytest.raises(ValueError, match="unknown inference mode 'fp16'"):
+        precision.resolve("fp16", CPU)
+
+
+def test_convert_copies_and_keeps_the_class() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    for p in ("int8", "bf16"):
+        other = precision.convert(net, p)  # type: ignore[arg-type]
+        assert other is not net and isinstance(other, torch.nn.Sequential)
+    assert precision.convert(net, "fp32") is net
+    assert net[0].weight.dtype == torch.float32  # the original is untouched
+
+
+UTTERANCES = [
+    Utterance("you are a useless idiot get me your manager"),
+    Utterance("i want to cancel my account today", ("how can i help",)),
+    Utterance("thanks that's all i needed"),
+    Utterance("this is the third time i've called and it's still broken", ("hello", "what's the problem")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "tolerance"),
+    # int8 moves some probabilities far more (0.30 on the frustration example, measured), which is why
+    # ``auto`` prefers bf16 where the CPU has it; the decisions on these clear cases still agree.
+    [("bf16", 0.02), ("int8", 0.5)],
+)
+def test_reduced_precision_classifier_scores_like_fp32(mode: str, tolerance: float) -> None:
+    settings = load_settings()
+    ref = load_classifier(settings, mode="fp32")
+    other = load_classifier(settings, mode=mode)
+    assert other.precision == mode and other.config.thresholds == ref.config.thresholds
+    p_ref = ref.probabilities(UTTERANCES).numpy()
+    p_other = other.probabilities(UTTERANCES).numpy()
+    assert np.abs(p_ref - p_other).max() < tolerance
+    assert [r.flagged for r in ref.predict(UTTERANCES)] == [r.flagged for r in other.predict(UTTERANCES)]
+
+
+@pytest.mark.slow
+def test_bf16_query_vectors_match_fp32() -> None:
+    from assistant.knowledge.embedder import SentenceEmbedder
+
+    texts = ["i was charged twice on my bill", "get me your manager", "ok"]
+    emb = SentenceEmbedder()
+    ref = emb.encode(texts)
+    emb.set_query_precision("bf16")
+    assert emb.query_precision == "bf16"
+    vecs = emb.encode(texts)
+    assert vecs.dtype == np.float32 and vecs.shape == ref.shape
+    assert (np.sum(ref * vecs, axis=1) > 0.99).all()
+    with pytest.raises(ModelLoadError, match="unknown inference mode"):
+        emb.set_query_precision("fp16")
+
+
+@pytest.mark.slow
+def test_traced_classifier_equals_eager_on_every_shape() -> None:
+    """The trace is taken on one small batch; other batch sizes, lengths and contexts must score the same."""
+    settings = load_settings(torchscript=True)
+    traced = load_classifier(settings)
+    eager = load_classifier(settings.model_copy(update={"torchscript": False}))
+    assert traced.torchscript and not eager.torchscript
+    many = [Utterance(u.text + " now" * k, u.context) for k in range(9) for u in UTTERANCES]
+    for batch in (UTTERANCES[:1], UTTERANCES[2:3], UTTERANCES, many, [Utterance("a " * 300)]):
+        assert torch.allclose(traced.probabilities(batch), eager.probabilities(batch), atol=1e-6)
+    assert [r.flagged for r in traced.predict(many)] == [r.flagged for r in eager.predict(many)]
+
+
+@pytest.mark.slow
+def test_traced_query_encoder_matches_the_sentence_model() -> None:
+    from assistant.knowledge.embedder import SentenceEmbedder
+
+    texts = [
+        "i was charged twice on my bill",
+        "ok",
+        "get me your manager " * 40,
+        "my internet keeps dropping",
+    ]
+    ref = SentenceEmbedder().encode(texts)
+    emb = SentenceEmbedder()
+    emb.set_query_precision("fp32", torchscript=True)
+    assert emb._traced is not None
+    assert np.allclose(emb.encode(texts), ref, atol=1e-4)
+    assert np.allclose(emb.encode(texts[:1]), ref[:1], atol=1e-4)
