@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,6 +106,9 @@ def create_app(
         )
         await service.start()
         app.state.service = service
+        # The models, tokenizers and index are hundreds of thousands of long-lived objects; moved out of the
+        # collector's generations, a full collection no longer walks them (measured: 160 ms -> ~0 ms).
+        gc.freeze()
         log.info("service started", extra={"database": settings.resolved_database_url().split("://")[0]})
         try:
             yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -32,3 +33,14 @@ def limit_malloc_arenas(n: int) -> bool:
     if not ok:
         log.warning("mallopt(M_ARENA_MAX) was refused; memory use may be higher", extra={"arenas": n})
     return ok
+
+
+def limit_onednn_cache(capacity: int) -> None:
+    """Cap oneDNN's primitive cache (0: leave its default of 1,024). Must run before the first model pass.
+
+    bf16 kernels are compiled per input shape and batches come in many shapes; with the default cache RSS
+    after a 500-call run was ~1.5 GB, with 64 entries 1.32 GB at the same throughput (8 entries: 1.26 GB but
+    slower, as kernels were rebuilt).
+    """
+    if capacity > 0:
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))

@@ -246,18 +246,33 @@ async def _connect(url: str, *, open_timeout: float = 30.0) -> Any:
     )
 
 
+class _StartClock:
+    """Starts a phase's clock (a short lead time after the last call connected, or failed to)."""
+
+    def __init__(self, calls: int, *, lead_s: float = 0.5) -> None:
+        self._waiting = calls
+        self._lead_s = lead_s
+        self.started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def arrived(self) -> None:
+        self._waiting -= 1
+        if self._waiting <= 0 and not self.started.done():
+            self.started.set_result(time.perf_counter() + self._lead_s)
+
+
 async def _sim_call(
     base_url: str,
     record: CallRecord,
     turns: list[dict[str, str]],
     *,
     spec: PhaseSpec,
-    start_at: float,
-    stop_at: float,
+    start_delay_s: float,
+    clock: _StartClock,
     connected: asyncio.Semaphore,
     token: str | None,
 ) -> None:
-    """Connect sidebar then source, stream turns on schedule (or closed-loop), read everything, end."""
+    """Connect sidebar then source, wait for every call to connect, stream turns on schedule (or
+    closed-loop), read everything, end."""
     q = f"?token={token}" if token else ""
     done_seq: dict[int, asyncio.Event] = {}
     try:
@@ -266,7 +281,11 @@ async def _sim_call(
             source = await _connect(f"{base_url}/v1/calls/{record.call_id}/stream{q}")
     except Exception as e:  # a refused connection is an error of the run, not a crash of the bench
         record.errors.append(f"connect: {type(e).__name__}")
+        clock.arrived()
         return
+    clock.arrived()
+    t0 = await clock.started
+    start_at, stop_at = t0 + start_delay_s, t0 + spec.duration_s
 
     async def read_sidebar() -> None:
         with contextlib.suppress(Exception):
@@ -358,27 +377,32 @@ async def run_phase(
     run_id = uuid.uuid4().hex[:6]
     records = [CallRecord(f"bench-{spec.kind[:3]}-{run_id}-{i}") for i in range(spec.calls)]
     connected = asyncio.Semaphore(spec.connect_concurrency)
-    # Leave time to connect every call before the first chunk (about 2 ms a socket here, twice per call).
-    setup_s = min(20.0, 0.5 + spec.calls * 0.006)
-    t0 = time.perf_counter() + setup_s
-    stop_at = t0 + spec.duration_s
+    # The clock starts once every call is connected: opening hundreds of calls in the same second is a
+    # different load (measured apart as connect_s) from the steady state of hundreds of live calls.
+    clock = _StartClock(spec.calls)
     stagger = spec.rate_s / spec.calls if spec.kind != "saturation" else 0.0
-    sampler = asyncio.create_task(server.sample_until(stop_at + spec.grace_s)) if server is not None else None
-    await asyncio.gather(
+    t_connect = time.perf_counter()
+    calls = asyncio.gather(
         *(
             _sim_call(
                 base_url,
                 rec,
                 scripts[i % len(scripts)],
                 spec=spec,
-                start_at=t0 + i * stagger,
-                stop_at=stop_at,
+                start_delay_s=i * stagger,
+                clock=clock,
                 connected=connected,
                 token=token,
             )
             for i, rec in enumerate(records)
         )
     )
+    t0 = await clock.started
+    connect_s = t0 - t_connect
+    until = t0 + spec.duration_s + spec.grace_s
+    sampler = asyncio.create_task(server.sample_until(until)) if server is not None else None
+    await calls
+    stop_at = t0 + spec.duration_s
     acc = account(records, t0=t0, t_end=stop_at)
     out = summarize(acc, elapsed_s=spec.duration_s, closed_loop=spec.kind == "saturation")
     out.update(
@@ -387,6 +411,7 @@ async def run_phase(
         duration_s=spec.duration_s,
         rate_s=spec.rate_s if spec.kind != "saturation" else None,
         offered_rate=round(spec.calls / spec.rate_s, 2) if spec.kind != "saturation" else None,
+        connect_s=round(connect_s, 2),
     )
     if sampler is not None:
         sampler.cancel()
@@ -620,6 +645,7 @@ def format_table(report: Mapping[str, Any]) -> str:
         cols["naive"] = report["naive"]
     rows = [
         ("calls", "calls"),
+        ("connecting them (s)", "connect_s"),
         ("chunks sent", "chunks_sent"),
         ("chunks processed", "chunks_processed"),
         ("throughput (chunks/s)", "throughput"),

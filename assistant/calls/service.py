@@ -384,7 +384,7 @@ class CallService:
             if res.duplicate
             else ("buffered" if res.buffered else ("final" if chunk.is_final else "partial"))
         )
-        self.metrics.chunks.labels(kind).inc()
+        self.metrics.count(self.metrics.chunks, kind)
         out.send(
             encode(
                 AckEvent(
@@ -576,7 +576,7 @@ class CallService:
         if flagged:
             for label in flagged:
                 s.flag_counts[label] = s.flag_counts.get(label, 0) + 1
-                self.metrics.flags.labels(label).inc()
+                self.metrics.count(self.metrics.flags, label)
             spans = [
                 SpanOut(start=sp.start, end=sp.end, text=sp.text, label=label, weight=sp.weight)
                 for label in flagged
@@ -753,7 +753,7 @@ class CallService:
 
     async def _emit(self, live: LiveCall, event: CallEvent) -> None:
         event.eid = live.session.next_eid()
-        self.metrics.events.labels(event.type).inc()
+        self.metrics.count(self.metrics.events, event.type)
         await self.bus.publish(call_topic(live.session.call_id), encode(event), eid=event.eid)
 
     # ---- store -----------------------------------------------------------------------------------------

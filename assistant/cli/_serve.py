@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from assistant.api.app import create_app
     from assistant.errors import InvalidInputError
-    from assistant.runtime import limit_malloc_arenas
+    from assistant.runtime import limit_malloc_arenas, limit_onednn_cache
     from assistant.settings import get_settings, load_settings
 
     base = get_settings()
@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["use_fake_models"] = True
     settings = load_settings(**overrides) if overrides else base
     limit_malloc_arenas(settings.malloc_arena_max)
+    limit_onednn_cache(settings.onednn_cache_capacity)
     app = create_app(settings)
     print(
         f"serving on http://{settings.host}:{settings.port} (API docs: /docs; protocol: docs/protocol.md)",

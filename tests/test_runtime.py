@@ -1,0 +1,25 @@
+"""Process tuning applied by `assistant serve`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from assistant.runtime import limit_malloc_arenas, limit_onednn_cache
+
+
+def test_malloc_arenas_are_capped_on_linux_and_zero_means_untouched() -> None:
+    assert limit_malloc_arenas(0) is False
+    assert limit_malloc_arenas(2) is sys.platform.startswith("linux")
+
+
+def test_onednn_cache_capacity_is_set_unless_the_user_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_onednn_cache(0)
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    limit_onednn_cache(64)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    limit_onednn_cache(8)  # an explicit environment variable wins
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
