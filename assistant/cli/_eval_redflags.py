@@ -55,7 +55,10 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"{args.data} has no rows")
     model_path = args.model or settings.redflag_model_path()
     clf = RedFlagClassifier.load(
-        model_path, device=args.device or settings.device, mode=args.mode or settings.inference_mode
+        model_path,
+        device=args.device or settings.device,
+        mode=args.mode or settings.inference_mode,
+        torchscript=settings.torchscript,  # measure what the service runs
     )
     texts = [r.text for r in rows]
     contexts = [list(r.context) for r in rows]
@@ -79,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     report["device"] = str(clf.device)
     report["mode"] = clf.mode
     report["precision"] = clf.precision
+    report["torchscript"] = clf.torchscript
     report["machine"] = {
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),

@@ -91,7 +91,7 @@ Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("l
 make install
 .venv/bin/assistant train redflags            # writes models/redflags (about 20-40 min on 2 CPU cores)
 .venv/bin/assistant data convert --source all --split test --out var/eval
-.venv/bin/assistant eval redflags --data var/eval/convabuse.jsonl --json var/eval/convabuse.report.json
+.venv/bin/assistant eval redflags --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
 ```
 
 ## Limitations
