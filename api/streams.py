@@ -35,6 +35,13 @@ async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
             await ws.close(code=int(code), reason=reason[:120])
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a socket's sender task and wait for it; whatever it raised no longer matters."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 async def _pump(ws: WebSocket, sub: Subscription, *, skip_upto: int = 0) -> None:
     """Send the subscription's messages in order; close with SLOW_CONSUMER when it overflowed."""
     while True:
@@ -124,9 +131,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump
+        await _stop(pump)
         svc.bus.unsubscribe(sub)
         svc.detach_source(live, conn=conn)
         svc.metrics.clients.labels("source").dec()
@@ -173,9 +178,7 @@ async def call_events(ws: WebSocket, call_id: str) -> None:
         pass
     finally:
         if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+            await _stop(pump)
         svc.bus.unsubscribe(sub)
         svc.metrics.clients.labels("events").dec()
 
@@ -221,8 +224,6 @@ async def alerts(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await _stop(task)
         svc.bus.unsubscribe(sub)
         svc.metrics.clients.labels("alerts").dec()

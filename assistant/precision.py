@@ -25,7 +25,6 @@ from typing import Literal, TypeVar, cast
 
 import torch
 
-InferenceMode = Literal["auto", "fp32", "int8", "bf16"]
 Precision = Literal["fp32", "int8", "bf16"]
 MODES: tuple[str, ...] = ("auto", "fp32", "int8", "bf16")
 

@@ -58,8 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     embedder = SentenceEmbedder(device=args.device or settings.device)
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
-    if args.mode != "fp32" or settings.torchscript:
-        embedder.set_query_precision(args.mode, torchscript=settings.torchscript)  # as the service runs it
+    embedder.set_query_precision(args.mode, torchscript=settings.torchscript)  # as the service runs it
     unknown = sorted({r for ex in examples for r in ex.relevant} - set(index.procedures))
     if unknown:
         print(f"warning: relevant ids not in the knowledge base: {', '.join(unknown)}")

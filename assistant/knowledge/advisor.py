@@ -413,9 +413,8 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
     embedder = SentenceEmbedder(device=device)
     advisor = KnowledgeAdvisor(settings, embedder)
     advisor.warm_up()
-    if settings.inference_mode != "fp32" or settings.torchscript:
-        # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.
-        embedder.set_query_precision(settings.inference_mode, torchscript=settings.torchscript)
+    # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.
+    embedder.set_query_precision(settings.inference_mode, torchscript=settings.torchscript)
     return advisor
 
 

@@ -108,10 +108,6 @@ class SentenceEmbedder:
         self._model.eval()
         self.encode(["warm up"])
 
-    def quantize_queries(self) -> None:
-        """int8 query encoding (the ``int8`` inference mode); see :meth:`set_query_precision`."""
-        self.set_query_precision("int8")
-
     def set_query_precision(self, mode: str, *, torchscript: bool = False) -> None:
         """Encode live queries in ``mode`` (``fp32``, ``int8``, ``bf16`` or ``auto``, see assistant.precision).
 
@@ -133,68 +129,58 @@ class SentenceEmbedder:
         self.query_precision = chosen
         self._traced = None
         if torchscript:
-            example = self._features(["you are useless get me a manager", "ok"], self._queries)
+            f = self._features(["you are useless get me a manager", "ok"], self._queries)
             self._traced = precision.trace(
                 _last_hidden(self._queries[0].auto_model),
-                (example["input_ids"], example["attention_mask"], example["token_type_ids"]),
+                (f["input_ids"], f["attention_mask"], f["token_type_ids"]),
             )
+
+    def _query_model(self) -> Any:
+        return self._model if self._queries is None else self._queries
 
     @staticmethod
     def _features(texts: list[str], model: Any) -> dict[str, Any]:
-        tok = model.tokenizer
-        features = tok(
+        features = model.tokenizer(
             texts, return_tensors="pt", padding=True, truncation=True, max_length=model.max_seq_length
         )
         return {k: v.to(model.device) for k, v in features.items()}
 
-    def _encode_traced(self, texts: Sequence[str]) -> np.ndarray:
-        """Mean-pooled, normalised vectors (what the MiniLM sentence model computes) from the traced encoder."""
+    def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokenizer + encoder + mean pooling + normalisation (what the MiniLM sentence model computes),
+        without sentence-transformers' DataLoader: the live path for a few texts at a time.
+
+        Runs the TorchScript trace when there is one, else the query model eagerly. Length-sorted sub-batches
+        are each padded only to their own longest text.
+        """
         import torch
 
-        assert self._traced is not None and self._queries is not None
+        model = self._query_model()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            # Length-sorted sub-batches: each is padded only to its own longest text.
             for start in range(0, len(order), 32):
                 idx = order[start : start + 32]
-                f = self._features([texts[i] for i in idx], self._queries)
-                hidden = self._traced(f["input_ids"], f["attention_mask"], f["token_type_ids"])
+                f = self._features([texts[i] for i in idx], model)
+                if self._traced is not None:
+                    hidden = self._traced(f["input_ids"], f["attention_mask"], f["token_type_ids"])
+                else:
+                    hidden = model[0].auto_model(**f).last_hidden_state
                 mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[idx] = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
         return out
-
-    def _pick(self) -> Any:
-        return self._model if self._queries is None else self._queries
-
-    def _encode_one(self, text: str) -> np.ndarray:
-        import torch
-
-        model = self._pick()
-        tok = model.tokenizer
-        features = tok([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
-        features = {k: v.to(model.device) for k, v in features.items()}
-        with torch.inference_mode():
-            out = model[0].auto_model(**features).last_hidden_state
-            mask = features["attention_mask"].unsqueeze(-1).to(out.dtype)
-            vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            vec = torch.nn.functional.normalize(vec, dim=-1)
-        return vec.float().cpu().numpy()
 
     def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
         if self._model is None:
             self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._traced is not None and progress is None:
-            return self._encode_traced(texts)
-        if len(texts) == 1 and progress is None:
-            return self._encode_one(texts[0])
+        if progress is None and (self._traced is not None or len(texts) == 1):
+            return self._encode_direct(texts)
         chunks: list[np.ndarray] = []
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
-            vecs = self._pick().encode(
+            vecs = self._query_model().encode(
                 batch, batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
             )
             chunks.append(np.asarray(vecs, dtype=np.float32))

@@ -125,12 +125,13 @@ class RedFlagClassifier:
         self._lock = threading.Lock()
         self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
         self._traced: torch.jit.ScriptModule | None = None
+        self._run: torch.nn.Module = _Logits(self.net)  # the eager net as (logits, contributions)
         if torchscript:
             example = self.encode(
                 [Utterance("you are useless", ("hi how can i help", "my bill")), Utterance("ok")]
             )
             self._traced = precision.trace(
-                _Logits(self.net),
+                self._run,
                 tuple(
                     t.to(self.device)
                     for t in (
@@ -141,6 +142,8 @@ class RedFlagClassifier:
                     )
                 ),
             )
+            if self._traced is not None:
+                self._run = self._traced
 
     @property
     def torchscript(self) -> bool:
@@ -234,7 +237,7 @@ class RedFlagClassifier:
         # A batch from many calls mixes short and long inputs: sorted sub-batches, each cut to its own
         # longest row, spend the compute on tokens rather than on padding.
         order = torch.argsort(lengths)
-        run = self._traced if self._traced is not None else _Logits(self.net)
+        run = self._run
         with self._lock, torch.inference_mode():
             for idx in order.split(_SUB_BATCH):
                 w = int(lengths[idx].max())

@@ -47,7 +47,7 @@ def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> N
 def test_minilm_int8_queries_stay_close_to_fp32() -> None:
     fp32 = SentenceEmbedder()
     int8 = SentenceEmbedder()
-    int8.quantize_queries()
+    int8.set_query_precision("int8")
     texts = ["I want a refund for the boots I bought", "get me your manager", "my internet keeps dropping"]
     a, b = fp32.encode(texts), int8.encode(texts)
     cosines = (a * b).sum(axis=1)
