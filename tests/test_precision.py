@@ -115,3 +115,45 @@ def test_traced_query_encoder_matches_the_sentence_model() -> None:
     assert emb._traced is not None
     assert np.allclose(emb.encode(texts), ref, atol=1e-4)
     assert np.allclose(emb.encode(texts[:1]), ref[:1], atol=1e-4)
+
+
+needs_onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="prepacked linears need oneDNN (x86 CPU builds)"
+)
+
+
+@needs_onednn
+def test_packed_linears_compute_what_the_plain_ones_do_and_trace() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4, bias=False))
+    packed = precision.convert(net.eval(), "bf16")  # a packed copy; net stays fp32
+    plain = net.to(torch.bfloat16)
+    assert not isinstance(packed[0], torch.nn.Linear) and not isinstance(packed[2], torch.nn.Linear)
+    x = torch.randn(3, 5, 16, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.allclose(packed(x).float(), plain(x).float(), atol=1e-2)
+    traced = precision.trace(packed, (x,))
+    assert traced is not None
+    with torch.inference_mode():
+        for shape in ((1, 1, 16), (7, 2, 16)):  # other shapes than the traced one
+            y = torch.randn(*shape, dtype=torch.bfloat16)
+            assert torch.allclose(traced(y).float(), plain(y).float(), atol=1e-2)
+
+
+@needs_onednn
+def test_pack_leaves_fp32_and_non_linear_modules_alone() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    assert precision.pack_linears(net) == 0 and isinstance(net[0], torch.nn.Linear)
+    assert precision.pack_linears(net.to(torch.bfloat16)) == 1 and isinstance(net[1], torch.nn.LayerNorm)
+
+
+@pytest.mark.slow
+@needs_onednn
+def test_packed_bf16_classifier_equals_unpacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing is an exact rewrite: the shipped classifier scores the same with and without it."""
+    settings = load_settings(torchscript=True)
+    packed = load_classifier(settings, mode="bf16")
+    monkeypatch.setattr(precision, "pack_linears", lambda module: 0)
+    plain = load_classifier(settings, mode="bf16")
+    many = [Utterance(u.text + " now" * k, u.context) for k in range(5) for u in UTTERANCES]
+    assert torch.allclose(packed.probabilities(many), plain.probabilities(many), atol=1e-3)

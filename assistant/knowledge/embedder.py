@@ -15,6 +15,7 @@ import numpy as np
 
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path
 from assistant.errors import ModelLoadError
+from assistant.padding import length_groups
 
 logger = logging.getLogger(__name__)
 
@@ -149,25 +150,27 @@ class SentenceEmbedder:
         """Tokenizer + encoder + mean pooling + normalisation (what the MiniLM sentence model computes),
         without sentence-transformers' DataLoader: the live path for a few texts at a time.
 
-        Runs the TorchScript trace when there is one, else the query model eagerly. Length-sorted sub-batches
-        are each padded only to their own longest text.
+        Runs the TorchScript trace when there is one, else the query model eagerly. Texts of similar length
+        run together, each group padded only to its own longest (``assistant.padding``).
         """
         import torch
 
         model = self._query_model()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        features = self._features(list(texts), model)
+        lengths = features["attention_mask"].sum(dim=1)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), 32):
-                idx = order[start : start + 32]
-                f = self._features([texts[i] for i in idx], model)
+            for group in length_groups(lengths.tolist()):
+                idx = torch.tensor(group)
+                w = int(lengths[idx].max())
+                f = {k: v[idx, :w] for k, v in features.items()}
                 if self._traced is not None:
                     hidden = self._traced(f["input_ids"], f["attention_mask"], f["token_type_ids"])
                 else:
                     hidden = model[0].auto_model(**f).last_hidden_state
                 mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
+                out[group] = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
         return out
 
     def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:

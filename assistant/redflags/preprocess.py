@@ -7,7 +7,7 @@ Truncation rule (recent kept, oldest dropped):
 1. The utterance keeps its last ``max_text_tokens`` tokens: in a long chunk the most recent words matter.
    Before tokenising, only its last ``max_text_tokens * 12`` characters are read, so 100 kB costs nothing.
 2. The context (earlier turns, oldest first) is joined newest-last and keeps its last tokens, filling what
-   the utterance leaves of ``max_length``; older turns are dropped first.
+   the utterance leaves of ``max_length`` but at most ``max_context_tokens``; older turns are dropped first.
 
 Normalisation never moves characters: social-media debris (``@user``, ``RT``, URLs, HTML entities) and
 control characters are blanked out with spaces of the same length, so offsets stay valid for the raw text.
@@ -54,6 +54,7 @@ def encode(
     *,
     max_length: int,
     max_text_tokens: int,
+    max_context_tokens: int | None = None,
 ) -> EncodedBatch:
     """Tokenise a batch under the truncation rule of this module."""
     if len(texts) != len(contexts):
@@ -77,6 +78,8 @@ def encode(
         cut = starts[i] > 0 or len(ids) > max_text_tokens
         ids, offs = ids[-max_text_tokens:], offs[-max_text_tokens:]
         room = max_length - len(ids) - 3
+        if max_context_tokens is not None:
+            room = min(room, max_context_tokens)
         ctx = enc_c["input_ids"][i][-room:] if room > 0 else []
         row = [cls_id, *ids, sep_id]
         tt = [0] * len(row)

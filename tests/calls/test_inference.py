@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from assistant.calls.fakes import KeywordAnalyzer
 from assistant.inference import MicroBatcher
 from assistant.types import Utterance
@@ -39,3 +41,37 @@ def test_micro_batcher_same_scores_batched_or_alone() -> None:
 
     together, alone = asyncio.run(run())
     assert [r.flagged for r in together] == [r.flagged for r in alone]
+
+
+class _Failing:
+    def predict(self, items: list[str]) -> list[str]:
+        if "boom" in items:
+            raise ValueError("model failed")
+        return [s.upper() for s in items]
+
+
+def test_a_failed_batch_fails_its_callers_and_the_batcher_goes_on() -> None:
+    async def run() -> tuple[BaseException | str, str]:
+        b: MicroBatcher[str, str] = MicroBatcher(_Failing(), max_batch=1, max_wait_ms=0)
+        await b.start()
+        try:
+            failed = (await asyncio.gather(b.predict("boom"), return_exceptions=True))[0]
+            return failed, await b.predict("ok")
+        finally:
+            await b.stop()
+
+    failed, ok = asyncio.run(run())
+    assert isinstance(failed, ValueError) and ok == "OK"
+
+
+def test_predict_after_stop_says_to_start_the_batcher() -> None:
+    from assistant.inference import BatcherStopped
+
+    async def run() -> None:
+        b = MicroBatcher(KeywordAnalyzer())
+        await b.start()
+        await b.stop()
+        await b.predict(Utterance("hello"))
+
+    with pytest.raises(BatcherStopped, match="start"):
+        asyncio.run(run())

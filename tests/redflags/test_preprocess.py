@@ -38,3 +38,13 @@ def test_encode_keeps_recent_text_and_context(tokenizer) -> None:  # type: ignor
 def test_encode_never_fails_on_odd_text(tokenizer, text: str) -> None:  # type: ignore[no-untyped-def]
     batch = encode(tokenizer, [text], [()], max_length=128, max_text_tokens=96)
     assert batch.input_ids.shape[0] == 1 and batch.input_ids.shape[1] <= 128
+
+
+def test_context_budget_keeps_only_the_most_recent_context_tokens(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    context = ("i want to cancel my account", "are you sure you want to close it")
+    capped = encode(tokenizer, ["yes"], [context], max_length=64, max_text_tokens=32, max_context_tokens=4)
+    full = encode(tokenizer, ["yes"], [context], max_length=64, max_text_tokens=32)
+    ids = capped.input_ids[0][capped.attention_mask[0] == 1].tolist()
+    assert tokenizer.decode(ids) == "[CLS] yes [SEP] want to close it [SEP]"
+    assert int(full.attention_mask.sum()) > int(capped.attention_mask.sum())
+    assert capped.text_offsets == full.text_offsets  # the utterance itself is never cut by the budget
