@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # glibc malloc arenas for `assistant serve` (runtime.py): fewer arenas, less memory kept per thread.
     malloc_arena_max: int = Field(default=2, ge=0, description="0: glibc's default")
     # oneDNN kernels cached per input shape for `assistant serve` (runtime.py); 0: oneDNN's default (1,024).
-    onednn_cache_capacity: int = Field(default=64, ge=0)
+    onednn_cache_capacity: int = Field(default=1024, ge=0)
 
     # Service
     host: str = "127.0.0.1"

@@ -52,6 +52,9 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         for s in sources
     )
     tc = metrics.get("train_config", {})
+    context_budget = (
+        "what the utterance leaves" if config.max_context_tokens is None else str(config.max_context_tokens)
+    )
     text = f"""# Red-flag classifier (models/redflags)
 
 Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
@@ -63,7 +66,8 @@ Multi-label classifier of customer utterances in live calls, for the labels of `
 - Fine-tuned: the top {config.trainable_layers} encoder layers and a label-attention head (per-label attention over tokens;
   a label's logit is the sum of per-token contributions, which are the spans shown to agents).
 - Input: `[CLS] utterance [SEP] recent context [SEP]`, at most {config.max_length} tokens, the utterance at most
-  {config.max_text_tokens} (its last tokens are kept; older context is dropped first). See `assistant/redflags/preprocess.py`.
+  {config.max_text_tokens} (its last tokens are kept), the context at most {context_budget} (its most recent tokens;
+  older context is dropped first). See `assistant/redflags/preprocess.py`.
 - Files: `config.json` (labels, thresholds, versions, training settings), `weights.safetensors` (tuned layers + head),
   `metrics.json` (every figure below), this card.
 
