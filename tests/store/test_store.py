@@ -155,10 +155,11 @@ def test_plan_batch_puts_parents_first_and_groups_same_shaped_ops() -> None:
 
     ops = [chunk("a", 1), Upsert("calls", _call_row("a")), chunk("a", 2), Upsert("calls", _call_row("b"))]
     ops.append(Update("calls", {"id": "a"}, {"status": "ended"}))
+    ops.append(Update("calls", {"id": "b"}, {"status": "ended"}))
     runs = plan_batch(ops)
     assert [[type(op).__name__ for op in run] for run in runs] == [
         ["Upsert", "Upsert"],  # calls first (the parent table), in their queued order
-        ["Update"],
+        ["Update", "Update"],  # same columns set, rows picked by the same key: one statement
         ["Insert", "Insert"],  # then the chunks, as one statement
     ]
     assert [op.row["seq"] for op in runs[2] if isinstance(op, Insert)] == [1, 2]
@@ -191,9 +192,23 @@ def test_batched_writes_keep_one_at_a_time_semantics(db_url: str) -> None:
                 Upsert("calls", {**_call_row(a), "last_seq": 2}),
             ]
         )
+        # Call states as the service writes them after every chunk: one executemany, the last per call wins,
+        # and a first-wins update (only_if_null) is not merged into it.
+        state = {"last_eid": 0, "severity": 0.0}
+        await store.write(
+            [
+                Update("calls", {"id": a}, {**state, "last_eid": 5}),
+                Update("calls", {"id": b}, {**state, "last_eid": 7}),
+                Update("calls", {"id": a}, {**state, "last_eid": 6, "severity": 0.5}),
+                Update("calls", {"id": b}, {"end_reason": "hangup"}, only_if_null="ended_at"),
+                Update("calls", {"id": b}, {"end_reason": "timeout"}, only_if_null="ended_at"),
+            ]
+        )
         rec_a, rec_b = await store.get_call(a), await store.get_call(b)
         assert rec_a is not None and rec_b is not None
         assert rec_a.last_seq == 2 and rec_b.last_seq == 1
+        assert (rec_a.last_eid, rec_a.severity, rec_b.last_eid) == (6, 0.5, 7)
+        assert rec_b.end_reason == "timeout"  # ended_at stays null, so both applied, in order
         assert [(c.seq, c.text) for c in rec_a.transcript] == [(1, "first"), (2, "second")]
         assert [c.text for c in rec_b.transcript] == ["b1"]
         await store.close()
@@ -224,3 +239,25 @@ def test_writer_lingers_to_group_ops_but_a_flush_does_not_wait() -> None:
         await writer.close()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_file_writes_go_through_one_thread_and_reads_see_them(tmp_path: Path) -> None:
+    """A SQLite file takes batched writes on a sqlite3 thread of its own (one hop per batch); the async
+    engine's readers see each batch once write() returns. An in-memory database keeps the one engine."""
+
+    async def run() -> tuple[bool, bool, bool]:
+        store = Store(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+        memory = Store("sqlite+aiosqlite:///:memory:")
+        await store.start()
+        await memory.start()
+        try:
+            now = utcnow()
+            row = {"id": "c-1", "status": "live", "started_at": now, "updated_at": now}
+            await store.write([Upsert("calls", row)])
+            return store._sync_writes is not None, await store.call_exists("c-1"), memory._sync_writes is None
+        finally:
+            await store.close()
+            await memory.close()
+
+    threaded, visible, memory_single = asyncio.run(run())
+    assert threaded and visible and memory_single
