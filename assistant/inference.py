@@ -58,6 +58,16 @@ class BatchPredictor(Protocol[In, Out]):
 class _Job(Generic[In, Out]):
     utterance: In
     future: asyncio.Future[Out]
+    queued: float = 0.0  # perf_counter() when predict() queued it
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """One batch as the metrics see it: its size, the model pass, and how long its oldest item waited."""
+
+    size: int
+    seconds: float
+    waited_s: float
 
 
 _STOP = None  # the sentinel that ends a worker thread
@@ -77,7 +87,7 @@ class MicroBatcher(Generic[In, Out]):
         *,
         max_batch: int = 64,
         max_wait_ms: float = 5.0,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
         name: str = "redflag-batch",
     ) -> None:
         if max_batch < 1:
@@ -120,7 +130,7 @@ class MicroBatcher(Generic[In, Out]):
         if self._thread is None:
             raise BatcherStopped("MicroBatcher.predict() before start(); start it in the app lifespan")
         fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(utterance, fut))
+        self._jobs.put(_Job(utterance, fut, time.perf_counter()))
         return await fut
 
     # ---- the worker thread ----------------------------------------------------------------------------
@@ -167,12 +177,13 @@ class MicroBatcher(Generic[In, Out]):
                 log.exception("batch failed", extra={"batcher": self._name, "batch_size": len(batch)})
                 outcome = e
             try:
-                loop.call_soon_threadsafe(self._deliver, batch, outcome, time.perf_counter() - started)
+                stats = BatchStats(len(batch), time.perf_counter() - started, started - batch[0].queued)
+                loop.call_soon_threadsafe(self._deliver, batch, outcome, stats)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
     def _deliver(
-        self, batch: list[_Job[In, Out]], outcome: list[Out] | BaseException, seconds: float
+        self, batch: list[_Job[In, Out]], outcome: list[Out] | BaseException, stats: BatchStats
     ) -> None:
         """On the event loop: resolve the batch's futures (one callback per batch, not per item)."""
         for i, job in enumerate(batch):
@@ -183,7 +194,7 @@ class MicroBatcher(Generic[In, Out]):
             else:
                 job.future.set_result(outcome[i])
         if self._on_batch is not None and not isinstance(outcome, BaseException):
-            self._on_batch(len(batch), seconds)
+            self._on_batch(stats)
 
 
 class QueryEncoder:

@@ -46,14 +46,28 @@ class ServiceMetrics:
         self.clients = Gauge(
             "assistant_connected_clients", "connected sockets by kind", ["socket"], registry=r
         )
+        # model: "redflags" (the classifier) or "queries" (the advisor's query encoder).
         self.batch_size = Histogram(
             "assistant_batch_size",
-            "utterances per red-flag batch",
+            "items per model batch",
+            ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
         self.batch_seconds = Histogram(
-            "assistant_batch_seconds", "red-flag batch inference time", buckets=LATENCY_BUCKETS, registry=r
+            "assistant_batch_seconds",
+            "model pass time per batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_wait = Histogram(
+            "assistant_batch_wait_seconds",
+            "how long a batch's oldest item queued before its model pass began (high: the model thread is the "
+            "bottleneck or is starved of CPU)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.store_backlog = Gauge("assistant_store_backlog", "store writes queued", registry=r)
 

@@ -62,7 +62,7 @@ from assistant.events.messages import (
     is_safe_call_id,
 )
 from assistant.events.webhook import AlertWebhook
-from assistant.inference import MicroBatcher, QueryEncoder
+from assistant.inference import BatchStats, MicroBatcher, QueryEncoder
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
 from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
@@ -146,7 +146,7 @@ class CallService:
             analyzer,
             max_batch=settings.batch_max_size,
             max_wait_ms=settings.batch_max_wait_ms,
-            on_batch=self._on_batch,
+            on_batch=partial(self._on_batch, "redflags"),
         )
         # The advisor's query encoding is a second encoder pass per chunk: batched across calls in its own
         # worker thread when the advisor can encode a batch (the real one can; the rule fake has no encoder).
@@ -157,6 +157,7 @@ class CallService:
                 max_batch=settings.batch_max_size,
                 max_wait_ms=settings.batch_max_wait_ms,
                 name="query-encoder",
+                on_batch=partial(self._on_batch, "queries"),
             )
         self.calls: dict[str, LiveCall] = {}
         self.alerts: OrderedDict[str, AlertState] = OrderedDict()
@@ -214,9 +215,11 @@ class CallService:
             await self.store.close()
         await self.bus.close()
 
-    def _on_batch(self, size: int, seconds: float) -> None:
-        self.metrics.batch_size.observe(size)
-        self.metrics.batch_seconds.observe(seconds)
+    def _on_batch(self, model: str, stats: BatchStats) -> None:
+        m = self.metrics
+        m.batch_size.labels(model).observe(stats.size)
+        m.batch_seconds.labels(model).observe(stats.seconds)
+        m.batch_wait.labels(model).observe(stats.waited_s)
 
     # ---- source side -----------------------------------------------------------------------------------
     async def attach_source(

@@ -75,3 +75,23 @@ def test_predict_after_stop_says_to_start_the_batcher() -> None:
 
     with pytest.raises(BatcherStopped, match="start"):
         asyncio.run(run())
+
+
+def test_each_batch_reports_its_size_pass_time_and_the_oldest_wait() -> None:
+    from assistant.inference import BatchStats
+
+    seen: list[BatchStats] = []
+
+    async def run() -> None:
+        b = MicroBatcher(KeywordAnalyzer(), max_batch=4, max_wait_ms=20, on_batch=seen.append)
+        await b.start()
+        try:
+            await asyncio.gather(*(b.predict(Utterance(f"hello {i}")) for i in range(10)))
+        finally:
+            await b.stop()
+
+    asyncio.run(run())
+    assert sum(s.size for s in seen) == 10 and max(s.size for s in seen) == 4
+    assert all(s.seconds >= 0 and s.waited_s >= 0 for s in seen)
+    # Items queued together: later batches waited for the earlier ones to run.
+    assert seen[-1].waited_s >= seen[0].waited_s
