@@ -99,15 +99,16 @@ class MicroBatcher(Generic[In, Out]):
         self._name = name
         self._jobs: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         if self._thread is not None:
             return
-        self._loop = asyncio.get_running_loop()
         self._jobs = queue.SimpleQueue()
         self._thread = threading.Thread(
-            target=self._work, args=(self._jobs, self._loop), name=f"{self._name}_0", daemon=True
+            target=self._work,
+            args=(self._jobs, asyncio.get_running_loop()),
+            name=f"{self._name}_0",
+            daemon=True,
         )
         self._thread.start()
 
@@ -123,7 +124,7 @@ class MicroBatcher(Generic[In, Out]):
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not None and not job.future.done():
+            if job is not _STOP and not job.future.done():
                 job.future.set_exception(BatcherStopped("the service is shutting down"))
 
     async def predict(self, utterance: In) -> Out:
@@ -139,7 +140,7 @@ class MicroBatcher(Generic[In, Out]):
     ) -> list[_Job[In, Out]] | None:
         """The next batch (blocking for its first item), or None once stop() was called."""
         first = jobs.get()
-        if first is None:
+        if first is _STOP:
             return None
         batch = [first]
         # Wait for company only under load (the last batch had more than one item): a lone call would pay
@@ -151,8 +152,8 @@ class MicroBatcher(Generic[In, Out]):
                 job = jobs.get(timeout=remaining) if remaining > 0 else jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is None:
-                jobs.put(None)  # stop after this batch
+            if job is _STOP:
+                jobs.put(_STOP)  # stop after this batch
                 break
             batch.append(job)
         return batch

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import List, Literal, Optional, TypeVar, Union, cast  # noqa: UP035 (TorchScript reads these)
 
@@ -136,17 +137,13 @@ def trace(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.j
     (classifier, bf16, one thread: 5.7 -> 3.7 ms). ``module`` must return tensors or tuples of tensors, and
     have no shape-dependent Python branches that ``example`` would not cover (tests compare the two).
     """
-    import warnings
-
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # TracerWarnings about constants we checked by hand
             traced = torch.jit.trace(module.eval(), example, check_trace=False)
             return torch.jit.freeze(traced)
     except Exception as e:  # tracing is an optimisation: eager mode stays correct
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "TorchScript tracing failed; running eager", extra={"error": f"{type(e).__name__}: {e}"[:300]}
         )
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,7 @@ def _many(dialect: str, run: list[Op]) -> tuple[Any, list[dict[str, Any]]]:
     """One executemany for a run of Inserts, Upserts or Updates with the same table, columns and rule."""
     first = run[0]
     if isinstance(first, Update):
-        return _many_updates(first, [op for op in run if isinstance(op, Update)])
+        return _many_updates([op for op in run if isinstance(op, Update)])
     rows = [op.row for op in run if isinstance(op, Insert | Upsert)]
     # A multi-row statement may not touch one key twice (PostgreSQL refuses it). Applied one at a time,
     # the last Upsert of a key wins and the first ignore-conflict Insert does: keep just that row.
@@ -174,10 +174,11 @@ def _many(dialect: str, run: list[Op]) -> tuple[Any, list[dict[str, Any]]]:
     return stmt, rows
 
 
-def _many_updates(first: Update, run: list[Update]) -> tuple[Any, list[dict[str, Any]]]:
+def _many_updates(run: list[Update]) -> tuple[Any, list[dict[str, Any]]]:
     """Updates that set the same columns of rows picked by the same columns: one executemany. Each sets
     absolute values, so of several updates to one row in a run only the last matters (the call state is
     written after every chunk; a batch holds a few chunks of each busy call)."""
+    first = run[0]
     t = _TABLES[first.table]
     last: dict[tuple[Any, ...], Update] = {}
     for op in run:
@@ -211,12 +212,6 @@ def _single(dialect: str, op: Op) -> Any:
     if op.only_if_null:
         ustmt = ustmt.where(t.c[op.only_if_null].is_(None))
     return ustmt
-
-
-@dataclass(slots=True)
-class _Dialect:
-    name: str
-    insert: Any = field(default=None)
 
 
 def _run_upgrade(sync_conn: Connection) -> None:
