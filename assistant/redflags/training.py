@@ -42,7 +42,8 @@ class TrainConfig:
     lr: float = 6e-5
     head_lr: float = 2e-3
     weight_decay: float = 0.01
-    # All six: best mean validation F1 over the 16 targets of issue 2 (0.881 vs 0.879 with 4; MODEL_CARD.md).
+    # All six: best mean validation F1 over the 16 targeted (source, label) pairs, 0.881 vs 0.879 with 4
+    # (MODEL_CARD.md, "Recipe choice").
     trainable_layers: int = 6
     max_length: int = 96
     max_text_tokens: int = 64
