@@ -61,6 +61,12 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         if config.trainable_layers < 6
         else "all 6 encoder layers (the embeddings stay frozen)"
     )
+    soft = (
+        "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
+        "and scores)"
+        if tc.get("soft_labels")
+        else "targets are the 0/1 majority labels"
+    )
     text = f"""# Red-flag classifier (models/redflags)
 
 Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
@@ -91,7 +97,7 @@ Label mapping and splits: `training_data/DATASHEET.md`. The test splits were nev
 threshold choice. ConvAbuse's official validation file is our ConvAbuse test split.
 
 Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
-{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {metrics.get("train_seconds", "?")} s on the machine below.
+{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft}; {metrics.get("train_seconds", "?")} s on the machine below.
 
 ## Metrics on the held-out test splits (per source, at the shipped thresholds)
 {metrics_tables(metrics.get("test", {}))}

@@ -58,6 +58,9 @@ class Example:
     source: str
     split: Split
     id: str  # stable within the source
+    # Training targets that are a share of annotators rather than 0/1, e.g. (("insult", 2 / 3),) for a row
+    # two of three ConvAbuse annotators called abusive; ``labels`` keeps the majority decision for scoring.
+    soft: tuple[tuple[str, float], ...] = ()
 
     @property
     def is_positive(self) -> bool:
@@ -331,8 +334,9 @@ def _example(
     labels: Iterable[str],
     known: Iterable[str],
     context: Iterable[str] = (),
+    soft: tuple[tuple[str, float], ...] = (),
 ) -> Example:
-    return Example(text.strip(), tuple(context), _F(labels), _F(known), source, split, id_)
+    return Example(text.strip(), tuple(context), _F(labels), _F(known), source, split, id_, soft)
 
 
 # --- one reader per source ------------------------------------------------------------------------------------
@@ -367,7 +371,8 @@ def _convabuse(data_dir: Path) -> list[Example]:
             )
             # "_" marks a turn that did not exist (the conversation's start).
             context = [c for c in (r["prev_agent"], r["prev_user"], r["agent"]) if c.strip() not in ("", "_")]
-            out.append(_example("convabuse", r["example_id"], text, split, labels, known, context))
+            soft = (("insult", abusive_votes / labelled),) if labelled else ()
+            out.append(_example("convabuse", r["example_id"], text, split, labels, known, context, soft))
     return out
 
 

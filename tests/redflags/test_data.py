@@ -68,6 +68,16 @@ def test_convabuse_test_is_official_valid_file(convabuse: list[Example]) -> None
 
 
 @needs_data
+def test_convabuse_soft_share_agrees_with_majority(convabuse: list[Example]) -> None:
+    shares = {e.id: dict(e.soft)["insult"] for e in convabuse}
+    assert len(shares) == len(convabuse)
+    assert all(0.0 <= s <= 1.0 for s in shares.values())
+    # Strict majority: abusive exactly when more than half the annotators said so.
+    assert all(("insult" in e.labels) == (shares[e.id] > 0.5) for e in convabuse)
+    assert any(0.0 < s < 1.0 for s in shares.values())
+
+
+@needs_data
 def test_convabuse_valid_split_by_conversation(convabuse: list[Example]) -> None:
     with (DATA_DIR / "convabuse" / "ConvAbuseEMNLPtrain.csv").open(encoding="utf-8", newline="") as f:
         conv = {r["example_id"]: r["conv_id"] for r in csv.DictReader(f)}

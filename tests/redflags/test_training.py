@@ -82,5 +82,16 @@ def test_masked_labels_are_not_taught() -> None:
     assert y[0, LABELS.index("churn_risk")] == 1.0
 
 
+def test_soft_targets_only_when_asked() -> None:
+    from assistant.redflags.training import _targets
+
+    ex = Example("you are thick", (), frozenset(), ALL, "unit", "train", "s", soft=(("insult", 1 / 3),))
+    hard, _ = _targets([ex])
+    soft, _ = _targets([ex], soft=True)
+    j = LABELS.index("insult")
+    assert hard[0, j] == 0.0  # the majority said no: thresholds and scores use this
+    assert soft[0, j] == pytest.approx(1 / 3)
+
+
 def test_asr_style_lowercases_and_drops_punctuation() -> None:
     assert asr_style("Hello, I'm REALLY upset!!") == "hello i'm really upset"
