@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -598,27 +600,34 @@ def _airline(data_dir: Path) -> list[Example]:
     return out
 
 
+def written_rows(written_dir: Path) -> list[dict[str, Any]]:
+    """Our written examples, expanded from the templates by ``build_written.py`` in ``written_dir``.
+
+    The rows are derived data (seeded, a fraction of a second to build), so they are built here rather than
+    kept as a file that could go stale against the templates. ``build_written.py`` run as a script writes the
+    same rows to ``written.jsonl`` for reading.
+    """
+    script = written_dir / "build_written.py"
+    name = "_assistant_build_written"
+    spec = importlib.util.spec_from_file_location(name, script)
+    if spec is None or spec.loader is None or not script.exists():
+        raise DataError(f"expected the written-example builder at {script}; is this a full checkout?")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return cast(list[dict[str, Any]], module.build())
+
+
 def _written(written_dir: Path) -> list[Example]:
-    path = written_dir / "written.jsonl"
-    if not path.exists():
-        raise DataError(
-            f"expected our written examples at {path}; run `.venv/bin/python training_data/build_written.py`"
-        )
     out: list[Example] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-                labels = _F(r["labels"])
-                if not labels <= _F(LABELS) or r["split"] not in SPLITS:
-                    raise ValueError(f"unknown label or split in {r['labels']!r} / {r['split']!r}")
-                out.append(
-                    _example("written", r["id"], r["text"], r["split"], labels, LABELS, r.get("context", ()))
-                )
-            except (ValueError, KeyError, TypeError) as e:
-                raise DataError(
-                    f"{path}:{n}: bad written example: {e}; rebuild it with build_written.py"
-                ) from e
+    for r in written_rows(written_dir):
+        labels = _F(r["labels"])
+        if not labels <= _F(LABELS) or r["split"] not in SPLITS:
+            raise DataError(
+                f"written template {r['template_id']}: unknown label or split in {r['labels']!r} / "
+                f"{r['split']!r}; fix training_data/_templates.py"
+            )
+        out.append(_example("written", r["id"], r["text"], r["split"], labels, LABELS, r.get("context", ())))
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from assistant.redflags.data import (
     load_source,
     read_eval_jsonl,
     to_eval_rows,
+    written_rows,
 )
 from assistant.settings import get_settings
 
@@ -120,15 +120,13 @@ def test_load_corpus_caps_with_positives_first() -> None:
     assert [e.id for e in capped] == [e.id for e in again]
 
 
-def test_written_jsonl_splits_by_template() -> None:
+def test_written_rows_split_by_template() -> None:
     splits: dict[str, set[str]] = defaultdict(set)
     per_label: dict[tuple[str, str], int] = defaultdict(int)
-    with (WRITTEN_DIR / "written.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            splits[row["template_id"]].add(row["split"])
-            for label in row["labels"]:
-                per_label[(label, row["split"])] += 1
+    for row in written_rows(WRITTEN_DIR):
+        splits[row["template_id"]].add(row["split"])
+        for label in row["labels"]:
+            per_label[(label, row["split"])] += 1
     assert all(len(s) == 1 for s in splits.values())
     for label in ("escalation_request", "legal_threat", "churn_risk", "frustration", "threat"):
         assert all(per_label[(label, split)] >= 20 for split in ("train", "valid", "test")), label
