@@ -4,9 +4,8 @@ The red-flag data loader calls ``build()`` on every load; run as a script
 (``.venv/bin/python training_data/build_written.py``) it writes the same rows to ``written.jsonl`` to read them.
 Each template is filled with random slot values and styled like a call transcript: mostly ASR-style (lower case,
 no punctuation, dropped apostrophes, disfluencies such as "um", "you know" and repeated words), sometimes cased
-with punctuation. A template and all
-its expansions share one split (~70/15/15 per group, by a seeded hash of the template id), so the test split
-measures generalisation to unseen phrasings, not to unseen slot values.
+with punctuation. A template and all its expansions share one split (~70/15/15 per group, by a seeded hash of
+the template id), so the test split measures generalisation to unseen phrasings, not to unseen slot values.
 """
 
 from __future__ import annotations
