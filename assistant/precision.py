@@ -3,14 +3,17 @@
 Modes (``ASSISTANT_INFERENCE_MODE``):
 
 - ``fp32``: the weights as trained; the reference every other mode is measured against.
-- ``int8``: dynamic int8 quantisation of the Linear layers (CPU only). Fastest for one or two inputs.
+- ``int8``: dynamic int8 quantisation of the Linear layers (CPU only). Fastest for one or two inputs. Its
+  activation scale is computed over the whole batch, so a row's scores depend on the other rows in the batch
+  (up to 0.34 in probability, measured on the shipped classifier): the classifier therefore runs int8 rows one
+  at a time.
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
-- ``auto`` (default): bf16 on a CPU with native bf16 units, else int8; fp32 on a GPU.
-  bf16 rather than int8 where both are fast: int8 cost the written test split up to 0.11 F1 (frustration
-  0.547 -> 0.436) while bf16 stayed within 0.006 of fp32 on every split; for one input int8 is only ~1.4 ms
-  faster (classifier 6.8 vs 8.2 ms, one thread).
+- ``auto`` (default): bf16 on a CPU with native bf16 units, else fp32; fp32 on a GPU.
+  Never int8: it cost the written test split up to 0.11 F1 (frustration 0.547 -> 0.436) while bf16 stayed
+  within 0.006 of fp32 on every split, for one input it is only ~1.4 ms faster (classifier 6.8 vs 8.2 ms, one
+  thread), and its scores depend on the batch (above), which a micro-batching service must not allow.
 
 Each mode's accuracy is measured, not assumed: ``assistant eval redflags --mode`` and
 ``assistant eval retrieval --mode`` (figures in the README and the model card).
@@ -56,7 +59,7 @@ def resolve(mode: str, device: torch.device) -> Precision:
     if mode == "auto":
         if device.type != "cpu":
             return "fp32"
-        return "bf16" if cpu_has_native_bf16() else "int8"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     if mode == "int8" and device.type != "cpu":
         raise ValueError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
     return mode  # type: ignore[return-value]
