@@ -36,9 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--limit", type=int, default=None, help="keep only N rows per split (a quick smoke run)")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument(
-        "--hard-labels",
+        "--soft-labels",
         action="store_true",
-        help="train on the annotators' majority vote (0/1) instead of their share where a source gives it",
+        help="train on the share of annotators who chose a label where a source gives it (ConvAbuse) "
+        "instead of their majority vote (0/1)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
@@ -66,8 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         if v <= 0 and k != "seed":
             raise InvalidInputError(f"--{k.replace('_', '-')} must be positive, got {v}")
     cfg = replace(cfg, **changes)
-    if args.hard_labels:
-        cfg = replace(cfg, soft_labels=False)
+    if args.soft_labels:
+        cfg = replace(cfg, soft_labels=True)
     caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
     out = args.out or settings.redflag_model_path()
     run = run_training(
