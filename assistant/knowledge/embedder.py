@@ -160,7 +160,10 @@ class SentenceEmbedder:
         lengths = features["attention_mask"].sum(dim=1)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for group in length_groups(lengths.tolist()):
+            # Dynamic int8 scales activations per batch: one query at a time keeps a vector independent of
+            # the other calls' queries in the same micro-batch.
+            size = 1 if self.query_precision == "int8" else 32
+            for group in length_groups(lengths.tolist(), max_size=size):
                 idx = torch.tensor(group)
                 w = int(lengths[idx].max())
                 f = {k: v[idx, :w] for k, v in features.items()}
@@ -178,7 +181,9 @@ class SentenceEmbedder:
             self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if progress is None and (self._traced is not None or len(texts) == 1):
+        if progress is None and (
+            self._traced is not None or len(texts) == 1 or self.query_precision == "int8"
+        ):
             return self._encode_direct(texts)
         chunks: list[np.ndarray] = []
         for start in range(0, len(texts), self._batch_size):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.knowledge.advisor import KnowledgeAdvisor, advise_once
@@ -55,3 +56,6 @@ def test_minilm_int8_queries_stay_close_to_fp32() -> None:
     # but each stays far closer to its own fp32 vector than to any other query's.
     assert (cosines > 0.85).all(), cosines
     assert ((b @ a.T).argmax(axis=1) == [0, 1, 2]).all()
+    # int8's activation scale is per batch, so queries run one at a time: a batch equals its rows alone.
+    alone = np.vstack([int8.encode([t]) for t in texts])
+    assert np.allclose(b, alone, atol=1e-6)
