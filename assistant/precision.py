@@ -5,7 +5,7 @@ Modes (``ASSISTANT_INFERENCE_MODE``):
 - ``fp32``: the weights as trained; the reference every other mode is measured against.
 - ``int8``: dynamic int8 quantisation of the Linear layers (CPU only). Fastest for one or two inputs. Its
   activation scale is computed over the whole batch, so a row's scores depend on the other rows in the batch
-  (up to 0.34 in probability, measured on the shipped classifier): the classifier therefore runs int8 rows one
+  (up to 0.34 in probability, measured on the shipped classifier): the classifier and the query embedder therefore run int8 rows one
   at a time.
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
