@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Models
     redflag_model: str = "redflags"  # folder name under models_dir, or an absolute path
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else int8; fp32 on a GPU (precision.py).
+    # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else fp32; fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
     # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.

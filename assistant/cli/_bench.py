@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "fp32", "int8", "bf16"],
         default="auto",
         help="inference mode of the optimized service (default auto: bf16 on a CPU with bf16 units, "
-        "else int8; fp32 on cuda)",
+        "else fp32; fp32 on cuda)",
     )
     p.add_argument("--batch-max-size", type=int, default=64, help="micro-batch size of the optimized service")
     p.add_argument(
