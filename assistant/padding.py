@@ -18,10 +18,14 @@ from collections.abc import Sequence
 # Measured for both MiniLM encoders (bf16, one thread, this project's 2-core Xeon): a forward pass costs
 # about 1.5-2 ms on top of ~45 us per padded token, i.e. the overhead of roughly 32-40 tokens.
 DEFAULT_OVERHEAD_TOKENS = 32
+DEFAULT_MAX_SIZE = 32
 
 
 def length_groups(
-    lengths: Sequence[int], *, overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS, max_size: int = 32
+    lengths: Sequence[int],
+    *,
+    overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> list[list[int]]:
     """Indices of ``lengths`` in groups (shortest first), minimising the sum over groups of
     ``overhead_tokens + size * longest``, with at most ``max_size`` rows per group."""

@@ -4,9 +4,9 @@ Modes (``ASSISTANT_INFERENCE_MODE``):
 
 - ``fp32``: the weights as trained; the reference every other mode is measured against.
 - ``int8``: dynamic int8 quantisation of the Linear layers (CPU only). Fastest for one or two inputs. Its
-  activation scale is computed over the whole batch, so a row's scores depend on the other rows in the batch
-  (up to 0.34 in probability, measured on the shipped classifier): the classifier and the query embedder therefore run int8 rows one
-  at a time.
+  activation scale is computed over the whole batch, so a row's scores would depend on the other rows in the
+  batch (up to 0.34 in probability on the shipped classifier): ``rows_per_pass`` makes int8 run rows one at a
+  time.
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
@@ -63,6 +63,15 @@ def resolve(mode: str, device: torch.device) -> Precision:
     if mode == "int8" and device.type != "cpu":
         raise ValueError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
     return mode  # type: ignore[return-value]
+
+
+def rows_per_pass(precision: str, preferred: int) -> int:
+    """How many rows may share one forward pass in ``precision``: 1 for int8, ``preferred`` otherwise.
+
+    Dynamic int8 quantises activations with one scale per pass, so rows batched together would change each
+    other's scores; a micro-batching service must give a row the same scores whatever else is in its batch.
+    """
+    return 1 if precision == "int8" else preferred
 
 
 def convert(module: M, precision: Precision) -> M:

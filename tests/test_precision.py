@@ -160,3 +160,9 @@ def test_packed_bf16_classifier_equals_unpacked(monkeypatch: pytest.MonkeyPatch)
     plain = load_classifier(settings, mode="bf16")
     many = [Utterance(u.text + " now" * k, u.context) for k in range(5) for u in UTTERANCES]
     assert torch.allclose(packed.probabilities(many), plain.probabilities(many), atol=1e-3)
+
+
+def test_int8_runs_rows_one_per_pass() -> None:
+    # Dynamic int8 scales activations per pass: batching rows would let them change each other's scores.
+    assert precision.rows_per_pass("int8", 32) == 1
+    assert [precision.rows_per_pass(p, 32) for p in ("fp32", "bf16")] == [32, 32]

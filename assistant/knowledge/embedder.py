@@ -15,7 +15,7 @@ import numpy as np
 
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path
 from assistant.errors import ModelLoadError
-from assistant.padding import length_groups
+from assistant.padding import DEFAULT_MAX_SIZE, length_groups
 
 logger = logging.getLogger(__name__)
 
@@ -155,14 +155,14 @@ class SentenceEmbedder:
         """
         import torch
 
+        from assistant import precision
+
         model = self._query_model()
         features = self._features(list(texts), model)
         lengths = features["attention_mask"].sum(dim=1)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            # Dynamic int8 scales activations per batch: one query at a time keeps a vector independent of
-            # the other calls' queries in the same micro-batch.
-            size = 1 if self.query_precision == "int8" else 32
+            size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
             for group in length_groups(lengths.tolist(), max_size=size):
                 idx = torch.tensor(group)
                 w = int(lengths[idx].max())
@@ -181,6 +181,7 @@ class SentenceEmbedder:
             self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers batches its own way: int8 queries go the direct path, which runs them one by one.
         if progress is None and (
             self._traced is not None or len(texts) == 1 or self.query_precision == "int8"
         ):

@@ -243,8 +243,7 @@ class RedFlagClassifier:
         contrib = torch.zeros(n, len(LABELS), width)
         # A batch from many calls mixes short and long inputs: groups of similar length, each cut to its
         # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
-        # Dynamic int8 scales activations per batch, which would make a row's scores depend on its neighbours.
-        groups = length_groups(lengths.tolist(), max_size=1 if self.precision == "int8" else _SUB_BATCH)
+        groups = length_groups(lengths.tolist(), max_size=precision.rows_per_pass(self.precision, _SUB_BATCH))
         run = self._run
         with self._lock, torch.inference_mode():
             for group in groups:
