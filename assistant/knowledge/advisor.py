@@ -124,7 +124,9 @@ class KnowledgeAdvisor:
             FusedRetriever(index, embedder) if index is not None else None
         )
         self._signature: tuple[Any, ...] | None = None
-        self._checked_at = 0.0  # monotonic time of the last look at the files
+        # Monotonic time of the last look at the files; None means never looked. Not 0.0: the monotonic clock
+        # counts from boot, so on a freshly booted machine 0.0 would read as "looked a moment ago".
+        self._checked_at: float | None = None
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class KnowledgeAdvisor:
         if self._signature is None:
             return False
         now = time.monotonic()
-        if max_age_s > 0 and now - self._checked_at < max_age_s:
+        if max_age_s > 0 and self._checked_at is not None and now - self._checked_at < max_age_s:
             return False
         self._checked_at = now
         sig = self._kb_signature()

@@ -122,3 +122,27 @@ def test_new_calls_look_for_changed_sops_at_most_every_kb_refresh_s(
     for _ in range(5):
         advisor.start_call()
     assert len(looks) == 1  # the first new call looked; the next four within the hour did not
+
+
+def test_first_call_after_boot_looks_for_changed_sops(
+    kb_settings: Settings, fake_embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # time.monotonic() counts from boot: a few seconds after boot it is smaller than kb_refresh_s, and the
+    # first call must still look at the files (the bug was "last look at 0.0" read as a recent look).
+    import assistant.knowledge.advisor as advisor_module
+
+    settings = kb_settings.model_copy(update={"kb_refresh_s": 3600.0})
+    advisor = KnowledgeAdvisor(settings, fake_embedder)
+    advisor.warm_up()
+    monkeypatch.setattr(advisor_module.time, "monotonic", lambda: 5.0)
+    looks: list[int] = []
+    real = advisor._kb_signature
+
+    def counting() -> tuple[object, ...]:
+        looks.append(1)
+        return real()
+
+    advisor._kb_signature = counting  # type: ignore[method-assign]
+    advisor.start_call()
+    advisor.start_call()
+    assert len(looks) == 1
