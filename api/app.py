@@ -31,6 +31,7 @@ from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
 from .pages import router as pages_router
 from .procedures import router as procedures_router
+from .readiness import router as readiness_router
 from .routes import router as http_router
 from .streams import router as ws_router
 
@@ -127,4 +128,5 @@ def create_app(
     app.include_router(ws_router)
     app.include_router(pages_router)
     app.include_router(procedures_router)
+    app.include_router(readiness_router)
     return app

@@ -14,7 +14,14 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from assistant.auth import Role
 from assistant.calls.service import CallEnded, CallService
-from assistant.events.bus import ALERTS_TOPIC, Subscription, call_topic
+from assistant.events.bus import (
+    ALERTS_TOPIC,
+    BusMessage,
+    Subscription,
+    after_cursor,
+    call_topic,
+    parse_cursor,
+)
 from assistant.events.messages import CloseCode, ErrorEvent, ErrorReason, encode, is_safe_call_id
 
 from .security import socket_principal
@@ -185,7 +192,8 @@ async def call_events(ws: WebSocket, call_id: str) -> None:
 
 @router.websocket("/v1/alerts")
 async def alerts(ws: WebSocket) -> None:
-    """Supervisors: open alerts on connect, then every alert and acknowledgement; send ``ack`` to acknowledge."""
+    """Supervisors: open alerts on connect (or, with ``?after=CURSOR``, every alert and acknowledgement since
+    that cursor), then every alert and acknowledgement; send ``ack`` to acknowledge."""
     principal = await socket_principal(ws, Role.SUPERVISOR)
     if principal is None:
         return
@@ -194,23 +202,33 @@ async def alerts(ws: WebSocket) -> None:
     sub = svc.bus.subscribe(ALERTS_TOPIC, maxsize=10_000)
     svc.metrics.clients.labels("alerts").inc()
     sent: set[tuple[str, bool]] = set()
-    for data in svc.open_alerts():
-        sent.add((data["id"], bool(data.get("update"))))
-        await ws.send_text(json.dumps(data))
+    replay = await _alerts_since(svc, ws.query_params.get("after", ""))
+    last = parse_cursor(replay[-1].cursor) if replay else parse_cursor(ws.query_params.get("after", ""))
+    if not replay and not _cursor_kept(await svc.bus.history(ALERTS_TOPIC), last):
+        last = None  # no cursor, or one older than what is kept: start from the open alerts
+        for data in svc.open_alerts():
+            sent.add((data["id"], bool(data.get("update"))))
+            await ws.send_text(json.dumps(data))
+    for msg in replay:
+        await ws.send_text(_with_cursor(msg.data, msg.cursor))
 
     async def pump() -> None:
         while True:
             msg = await sub.get()
             if msg is None:
                 if sub.overflowed:
-                    await _close(ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect")
+                    await _close(
+                        ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect with ?after=<cursor>"
+                    )
                 return
+            if last is not None and (parse_cursor(msg.cursor) or (0, 0)) <= last:
+                continue  # already sent from history
             if sent:
                 d = json.loads(msg.data)
                 if d.get("type") == "alert" and (d.get("id"), bool(d.get("update"))) in sent:
                     sent.discard((d["id"], bool(d.get("update"))))
                     continue
-            await ws.send_text(msg.data)
+            await ws.send_text(_with_cursor(msg.data, msg.cursor))
 
     task = asyncio.create_task(pump(), name=f"alerts-pump-{uuid.uuid4().hex[:6]}")
     try:
@@ -227,3 +245,29 @@ async def alerts(ws: WebSocket) -> None:
         await _stop(task)
         svc.bus.unsubscribe(sub)
         svc.metrics.clients.labels("alerts").dec()
+
+
+async def _alerts_since(svc: CallService, after: str) -> list[BusMessage]:
+    """The alerts feed after a supervisor's last cursor; empty when there is none or it is no longer kept."""
+    pos = parse_cursor(after)
+    if pos is None:
+        return []
+    kept = await svc.bus.history(ALERTS_TOPIC)
+    return after_cursor(kept, after) if _cursor_kept(kept, pos) else []
+
+
+def _cursor_kept(kept: list[BusMessage], pos: tuple[int, int] | None) -> bool:
+    """Whether everything after ``pos`` is still in the kept history (nothing trimmed in between)."""
+    if pos is None or not kept:
+        return False
+    oldest = parse_cursor(kept[0].cursor)
+    return oldest is not None and oldest <= pos
+
+
+def _with_cursor(data: str, cursor: str) -> str:
+    """An alerts-feed frame with its ``cursor``, which the supervisor sends back as ``?after=`` to resume."""
+    if not cursor:
+        return data
+    obj = json.loads(data)
+    obj["cursor"] = cursor
+    return json.dumps(obj)

@@ -127,6 +127,11 @@ class MicroBatcher(Generic[In, Out]):
             if job is not _STOP and not job.future.done():
                 job.future.set_exception(BatcherStopped("the service is shutting down"))
 
+    @property
+    def running(self) -> bool:
+        """Whether the model thread is up (readiness)."""
+        return self._thread is not None and self._thread.is_alive()
+
     async def predict(self, utterance: In) -> Out:
         if self._thread is None:
             raise BatcherStopped("MicroBatcher.predict() before start(); start it in the app lifespan")

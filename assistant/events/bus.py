@@ -4,6 +4,8 @@
 ``RedisBus`` (assistant.events.redis_bus) shares events between workers when ``ASSISTANT_REDIS_URL`` is set.
 Topics: ``call:<call_id>`` (a call's events, numbered by ``eid``) and ``alerts`` (every alert). The bus also
 keeps a bounded history per topic, so that a sidebar that (re)connects mid-call first replays what it missed.
+Every published message also gets a ``cursor``: its position in the topic's log (``"<ms>-<n>"``, a Redis
+stream id), increasing within a topic; a supervisor resumes the alerts feed from the last cursor it saw.
 """
 
 from __future__ import annotations
@@ -25,11 +27,28 @@ def call_topic(call_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BusMessage:
-    """One published event: its topic, its JSON text and, for call events, its event number."""
+    """One published event: its topic, its JSON text, for call events its event number, and its cursor."""
 
     topic: str
     data: str
     eid: int = 0
+    cursor: str = ""  # position in the topic's log; "" for a subscriber's local messages
+
+
+def parse_cursor(cursor: str) -> tuple[int, int] | None:
+    """``"<ms>-<n>"`` as a comparable pair, or None when it is not a cursor."""
+    ms, sep, n = cursor.partition("-")
+    if not sep or not ms.isdigit() or not n.isdigit() or len(cursor) > 41:
+        return None
+    return int(ms), int(n)
+
+
+def after_cursor(messages: list[BusMessage], cursor: str) -> list[BusMessage]:
+    """The messages whose cursor comes after ``cursor`` (all of them when it is not a cursor)."""
+    pos = parse_cursor(cursor)
+    if pos is None:
+        return messages
+    return [m for m in messages if (parse_cursor(m.cursor) or (0, 0)) > pos]
 
 
 class Subscription:
@@ -53,6 +72,13 @@ class Subscription:
             self._queue.put_nowait(None)  # wake the reader so it sees the overflow
             return
         self._queue.put_nowait(msg)
+
+    def overflow(self) -> None:
+        """Stop this subscriber as if it had fallen behind: its client reconnects and catches up."""
+        if not self.overflowed:
+            self.overflowed = True
+            with _suppress_full():
+                self._queue.put_nowait(None)
 
     @property
     def pending(self) -> int:
@@ -95,9 +121,15 @@ class EventBus(Protocol):
 
     def unsubscribe(self, sub: Subscription) -> None: ...
 
-    async def history(self, topic: str, *, after: int = 0) -> list[BusMessage]: ...
+    async def history(self, topic: str, *, after: int = 0) -> list[BusMessage]:
+        """The kept messages of ``topic`` (oldest first); with ``after``, only those with a larger eid."""
+        ...
 
     async def forget(self, topic: str) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise when the bus cannot deliver (readiness); return quietly otherwise."""
+        ...
 
 
 class Fanout:

@@ -26,6 +26,7 @@ class InProcessBus:
         self._history_size = history
         self._fanout = Fanout()
         self._history: dict[str, deque[BusMessage]] = {}
+        self._published = 0  # cursors are "0-<n>": one counter for the process, increasing in every topic
 
     async def start(self) -> None:
         return None
@@ -35,7 +36,8 @@ class InProcessBus:
             sub.close()
 
     async def publish(self, topic: str, data: str, *, eid: int = 0) -> None:
-        msg = BusMessage(topic, data, eid)
+        self._published += 1
+        msg = BusMessage(topic, data, eid, f"0-{self._published}")
         hist = self._history.get(topic)
         if hist is None:
             hist = self._history[topic] = deque(maxlen=self._history_size)
@@ -55,3 +57,6 @@ class InProcessBus:
 
     async def forget(self, topic: str) -> None:
         self._history.pop(topic, None)
+
+    async def ping(self) -> None:
+        return None
