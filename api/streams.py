@@ -221,7 +221,8 @@ async def alerts(ws: WebSocket) -> None:
                         ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect with ?after=<cursor>"
                     )
                 return
-            if last is not None and (parse_cursor(msg.cursor) or (0, 0)) <= last:
+            pos = parse_cursor(msg.cursor)  # None: a reply on this socket only (pong, error)
+            if last is not None and pos is not None and pos <= last:
                 continue  # already sent from history
             if sent:
                 d = json.loads(msg.data)

@@ -44,3 +44,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.url
+
+
+@pytest.fixture
+def postgres_workdir() -> Iterator[Path]:
+    """A folder for a test's own PostgreSQL (outside pytest's root-only tmp folder; see postgres_server)."""
+    with tempfile.TemporaryDirectory(prefix="pgtest-") as base:
+        os.chmod(base, 0o755)  # the postgres user (tests run as root) must reach the folders inside
+        yield Path(base)

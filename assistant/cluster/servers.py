@@ -185,7 +185,8 @@ class PostgresServer:
                 text=True,
             )
             if done.returncode != 0:
-                raise ServiceUnavailable(f"initdb failed: {done.stderr[-600:]}")
+                hint = " (the postgres user must be able to reach this folder)" if os.geteuid() == 0 else ""
+                raise ServiceUnavailable(f"initdb failed{hint}: {done.stderr[-600:]}")
         opts = f"-p {self.port} -k {sock} -h {HOST} -F"
         started = subprocess.run(
             _as_postgres_user(
