@@ -16,7 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from assistant.cluster.servers import PostgresServer, RedisServer  # noqa: E402
+from assistant.cluster.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")
