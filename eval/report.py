@@ -4,8 +4,9 @@ Inputs are recognised by their keys: a red-flag evaluation (``per_label`` and ``
 ``assistant eval redflags --json``), a retrieval evaluation (``recall@1``), or a benchmark (``p95_ms``, from
 ``assistant bench --json``). The page holds tables and PNG plots (embedded as base64, so the one file can be
 mailed or attached): per-label precision / recall / F1, confusion counts per label (TP / FP / FN / TN, derived
-from support, precision, recall and n), calibration (reliability curves, when the eval JSON carries a
-``calibration`` block; see :func:`calibration_block`) and latency histograms.
+from support, precision, recall and n), calibration (when the eval JSON carries a ``calibration`` block, see
+:func:`calibration_block`: the expected calibration error per label and run, a reliability diagram per label with
+the run's decision thresholds, and the curve pooled over labels) and latency histograms.
 
 Example:
     >>> html = render_report([("fp32", {"per_label": {"insult": {"precision": 0.8, "recall": 0.5, "f1": 0.62,
