@@ -79,11 +79,12 @@ async function loadChecklist() {
   const head = el("tr", {}, el("th", {}, "Capability"), el("th", { class: "num" }, "Tests"),
     ...systems.map((name) => el("th", { class: "num" }, name)));
   const rows = Object.entries(r.capabilities).map(([cap, b]) => {
-    const best = Math.max(...systems.map((name) => rate(b.systems[name]) ?? -1));
+    // Bold the best of the systems scored on every test (a baseline's rate on a few tests is not comparable).
+    const best = Math.max(...systems.map((name) => (b.systems[name]?.n === b.n ? rate(b.systems[name]) ?? -1 : -1)));
     return el("tr", {}, el("td", { title: b.description }, labelText(cap)), el("td", { class: "num" }, b.n),
       ...systems.map((name) => {
         const s = b.systems[name];
-        return el("td", { class: `num${rate(s) === best ? " best" : ""}` }, cell(s, b.n));
+        return el("td", { class: `num${s?.n === b.n && rate(s) === best ? " best" : ""}` }, cell(s, b.n));
       }));
   });
   const overall = el("tr", {}, el("th", {}, "all"), el("td", { class: "num" }, r.n_cases),
