@@ -304,3 +304,21 @@ def test_cli_rejects_partial_runs_for_the_expected_figures() -> None:
         timeout=120,
     )
     assert run.returncode != 0 and "--write-expected records the whole suite" in run.stderr
+
+
+@pytest.mark.slow
+def test_cases_stay_apart_from_the_training_data() -> None:
+    """No test line (seed or variant, compared as ASR text) occurs in the model's training or validation rows."""
+    from assistant.redflags.recipe import training_splits
+
+    settings = get_settings()
+    trained_on = json.loads((settings.redflag_model_path() / "config.json").read_text())["training"]
+    splits = training_splits(
+        settings.data_dir,
+        sources=trained_on.get("sources") or None,
+        caps=trained_on.get("caps"),
+        seed=int(trained_on.get("seed", 13)),
+    )
+    seen = {asr_text(e.text) for split in ("train", "valid") for e in splits[split]}
+    ours = {asr_text(t) for c in load_cases() for t, _ in c.inputs()}
+    assert not ours & seen, sorted(ours & seen)[:20]
