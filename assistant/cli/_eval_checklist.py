@@ -105,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             "model_sha256": file_sha256(weights) if weights.exists() else None,
             "device": str(clf.device),
             "mode": clf.mode,
+            "precision": clf.precision,  # what `auto` ran as on this machine
             "cases_dir": str(cases_dir),
             "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         }

@@ -283,7 +283,11 @@ def test_shipped_model_keeps_the_pass_rates_in_its_card(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["suite"] == "checklist" and report["systems"] == ["model"]
+    assert (
+        report["suite"] == "checklist"
+        and report["systems"] == ["model"]
+        and report["precision"] == expected["mode"]
+    )
     assert report["cases_dir"] == str(CASES_DIR)
     for cap, want in expected["capabilities"].items():
         got = report["capabilities"][cap]["systems"]["model"]

@@ -100,7 +100,8 @@ async function loadChecklist() {
             el("td", { class: "small" }, JSON.stringify(f.expected)), el("td", { class: "small" }, JSON.stringify(f.got))))))));
   });
   const facts = [
-    `${r.n_cases ?? "?"} tests`, r.mode ? `mode ${r.mode}` : null, r.device ? `device ${r.device}` : null,
+    `${r.n_cases ?? "?"} tests`, r.mode ? `mode ${r.mode}${r.precision && r.precision !== r.mode ? ` (${r.precision})` : ""}` : null,
+    r.device ? `device ${r.device}` : null,
     `file ${found.file}`, `written ${new Date(found.modified * 1000).toLocaleString()}`,
   ].filter(Boolean);
   clear(box).append(
