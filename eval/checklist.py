@@ -6,8 +6,9 @@ data set's test split, and kept apart from the training templates). Three kinds 
 * ``MFT`` (minimum functionality): ``{"type": "MFT", "text", "context"?, "expect": {name: bool}}``. Passes when
   the system's decision for every expected label or group is the expected one.
 * ``INV`` (invariance): ``{"type": "INV", "text", "labels": [names], "perturb"?: [...], "variants"?: [...]}``.
-  Each variant (written, or made from the seed by the perturbations of :data:`PERTURBATIONS`) is one test; it
-  passes when the decisions on ``labels`` are the same for the variant as for the seed.
+  Each variant (written, or made from the seed by the named perturbations, all of :data:`PERTURBATIONS` when
+  ``perturb`` is absent) is one test; it passes when the decisions on ``labels`` are the same for the variant
+  as for the seed.
 * ``DIR`` (direction): ``{"type": "DIR", "text", "variant", "label", "direction": "up"|"down",
   "tolerance"?}``. Passes when the label's score moves the expected way, within ``tolerance`` (default
   :data:`DIR_TOLERANCE`): for ``up``, score(variant) >= score(text) - tolerance.
@@ -257,8 +258,14 @@ def _cases_from_row(row: Any, cap: str, where: str) -> list[Case]:
             )
         ]
     labels = _names(row.get("labels"), where)
-    variants: list[tuple[str, str]] = [("written", v) for v in row.get("variants") or ()]
-    for how in row.get("perturb") or PERTURBATIONS:
+    written = row.get("variants") or []
+    if not isinstance(written, list) or not all(isinstance(v, str) and v.strip() for v in written):
+        raise InvalidInputError(f"{where}: 'variants' is a list of non-empty texts")
+    variants: list[tuple[str, str]] = [("written", v) for v in written]
+    perturbations = row.get("perturb", PERTURBATIONS)
+    if not isinstance(perturbations, list | tuple):
+        raise InvalidInputError(f"{where}: 'perturb' is a list of {', '.join(PERTURBATIONS)}")
+    for how in perturbations:
         made = perturb(text, how)
         if made is not None:
             variants.append((how, made))

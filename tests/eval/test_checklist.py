@@ -140,6 +140,23 @@ def test_run_suite_scores_mft_inv_and_dir_per_system(tmp_path: Path) -> None:
     assert "per_label" not in report  # never mistaken for a red-flag evaluation report
 
 
+def test_inv_rows_take_written_variants_and_named_perturbations(tmp_path: Path) -> None:
+    seed = {"type": "INV", "text": "Get me your manager.", "labels": ["escalation"]}
+    rows = [
+        {**seed, "id": "w", "variants": ["get me you're manger"], "perturb": []},
+        {**seed, "id": "p", "perturb": ["asr"]},
+        {**seed, "id": "all"},
+    ]
+    _write(tmp_path, "asr_noise", rows)
+    cases = load_cases(tmp_path, ["asr_noise"])
+    assert [c.id for c in cases[:2]] == ["w/written", "p/asr"]
+    assert cases[0].variant == "get me you're manger" and cases[1].variant == "get me your manager"
+    assert {c.id.split("/")[1] for c in cases[2:]} == {"asr", "fillers", "repeats", "homophones", "all"}
+    _write(tmp_path, "asr_noise", [{**seed, "id": "x", "perturb": "asr"}])
+    with pytest.raises(InvalidInputError, match="'perturb' is a list"):
+        load_cases(tmp_path, ["asr_noise"])
+
+
 def test_dir_tolerance_allows_small_moves_the_wrong_way(tmp_path: Path) -> None:
     row = {"id": "d", "type": "DIR", "text": "a", "variant": "b", "label": "insult", "direction": "up"}
     _write(tmp_path, "two_intents", [row, {**row, "id": "e", "tolerance": 0.0}])
