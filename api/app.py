@@ -43,7 +43,7 @@ def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
     if settings.use_fake_models:
         from assistant.calls.fakes import KeywordAnalyzer
 
-        return KeywordAnalyzer()
+        return KeywordAnalyzer(model_ms=settings.fake_model_ms)
     from assistant.redflags.classifier import load_classifier
 
     clf = load_classifier(settings)

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     use_fake_models: bool = (
         False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
     )
+    fake_model_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="with fake models: simulated model time per utterance (bench)",
+    )
     reorder_window: int = Field(
         default=32, ge=1, description="out-of-order chunks held per call before a gap"
     )

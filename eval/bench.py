@@ -365,14 +365,18 @@ async def _sim_call(
 
 
 async def run_phase(
-    base_url: str,
+    base_url: str | Sequence[str],
     spec: PhaseSpec,
     *,
     server: ServerProcess | None = None,
     token: str | None = None,
     scripts: list[list[dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """Run one phase of load against ``base_url`` (ws://host:port); returns its summary and latencies."""
+    """Run one phase of load against ``base_url`` (ws://host:port); returns its summary and latencies.
+
+    With several URLs (workers of one cluster), call ``i`` goes to ``base_url[i % len(base_url)]``.
+    """
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
     scripts = scripts or load_scripts()
     run_id = uuid.uuid4().hex[:6]
     records = [CallRecord(f"bench-{spec.kind[:3]}-{run_id}-{i}") for i in range(spec.calls)]
@@ -385,7 +389,7 @@ async def run_phase(
     calls = asyncio.gather(
         *(
             _sim_call(
-                base_url,
+                urls[i % len(urls)],
                 rec,
                 scripts[i % len(scripts)],
                 spec=spec,
@@ -494,6 +498,25 @@ class ServerProcess:
         self._log.seek(0)
         text = self._log.read().decode(errors="replace")
         return " ".join(text[-n:].split())
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies at once, as in a crash (its temporary folder stays until stop())."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def terminate(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM and wait (a graceful shutdown); returns the exit status."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        return self._proc.returncode
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
