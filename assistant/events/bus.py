@@ -51,6 +51,23 @@ def after_cursor(messages: list[BusMessage], cursor: str) -> list[BusMessage]:
     return [m for m in messages if (parse_cursor(m.cursor) or (0, 0)) > pos]
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: topic, JSON text, event number (call events)."""
+
+    topic: str
+    data: str
+    eid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A topic's state snapshot (JSON text), replaced together with the messages it follows."""
+
+    topic: str
+    data: str
+
+
 class Subscription:
     """A subscriber's bounded queue of messages for one topic.
 
@@ -116,6 +133,19 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
     async def publish(self, topic: str, data: str, *, eid: int = 0) -> None: ...
+
+    async def publish_many(self, messages: list[Outgoing], *, state: StateUpdate | None = None) -> None:
+        """Publish ``messages`` in order and, with ``state``, replace a topic's state snapshot: all or none.
+
+        A worker that dies half-way through a chunk's events leaves either every one of them (and the
+        snapshot that matches them) or none, so the worker that resumes the call neither repeats nor misses
+        one.
+        """
+        ...
+
+    async def state(self, topic: str) -> str | None:
+        """The latest state snapshot saved with ``publish_many`` for ``topic`` (None: none saved)."""
+        ...
 
     def subscribe(self, topic: str, *, maxsize: int = 1000) -> Subscription: ...
 

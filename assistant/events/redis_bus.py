@@ -10,7 +10,10 @@ Built on Redis Streams, so that nothing published is lost to a worker whose conn
   from where it was instead of missing what was published meanwhile.
 
 Both appends are one Lua script (atomic), so that a message is in its topic's history before any worker can
-deliver it live: a socket that subscribes, then reads the history, has no hole between the two.
+deliver it live: a socket that subscribes, then reads the history, has no hole between the two. A topic may
+also keep a state snapshot (``<prefix>:state:<topic>``, a call's live state), written in the same MULTI/EXEC
+as the messages it follows (``publish_many``): the worker that resumes a call after another one died finds
+the state that matches the last events published, never one behind or ahead of them.
 
 Example:
     >>> bus = RedisBus("redis://127.0.0.1:6379/0")  # cheap; connects in start()
@@ -26,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from assistant.errors import ConfigurationError
-from assistant.events.bus import BusMessage, Fanout, Subscription, parse_cursor
+from assistant.events.bus import BusMessage, Fanout, Outgoing, StateUpdate, Subscription, parse_cursor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class RedisBus:
         self._script: Any = None
         # Publishes are queued and sent in order, many per round trip, on one connection: subscribers see a
         # call's eids in order without one round trip per event under a lock.
-        self._outbox: list[tuple[str, str, int, asyncio.Future[str]]] = []
+        self._outbox: list[tuple[list[Outgoing], StateUpdate | None, asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._last_id = "0-0"
 
@@ -76,6 +79,9 @@ class RedisBus:
 
     def _topic_key(self, topic: str) -> str:
         return f"{self.prefix}:topic:{topic}"
+
+    def _state_key(self, topic: str) -> str:
+        return f"{self.prefix}:state:{topic}"
 
     async def start(self) -> None:
         self._redis = aioredis.from_url(self.url, decode_responses=True, health_check_interval=30)
@@ -159,33 +165,51 @@ class RedisBus:
 
     # ---- publishing ------------------------------------------------------------------------------------
     async def publish(self, topic: str, data: str, *, eid: int = 0) -> None:
+        await self.publish_many([Outgoing(topic, data, eid)])
+
+    async def publish_many(self, messages: list[Outgoing], *, state: StateUpdate | None = None) -> None:
         self._client()
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._outbox.append((topic, data, eid, fut))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((messages, state, fut))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="redis-bus-sender")
         await fut
 
     async def _send(self) -> None:
+        """Send what is queued, in order, as one MULTI/EXEC per round trip (so every group is all or none)."""
         while self._outbox:
             batch, self._outbox = self._outbox, []
             try:
-                pipe = self._client().pipeline(transaction=False)
-                for topic, data, eid, _ in batch:
-                    await self._script(
-                        keys=[self._topic_key(topic), self._shared],
-                        args=[self._history_size, self._shared_maxlen, eid, data, _HISTORY_TTL_S, topic],
-                        client=pipe,
-                    )
-                ids = await pipe.execute()
+                pipe = self._client().pipeline(transaction=True)
+                for messages, state, _ in batch:
+                    for m in messages:
+                        await self._script(
+                            keys=[self._topic_key(m.topic), self._shared],
+                            args=[
+                                self._history_size,
+                                self._shared_maxlen,
+                                m.eid,
+                                m.data,
+                                _HISTORY_TTL_S,
+                                m.topic,
+                            ],
+                            client=pipe,
+                        )
+                    if state is not None:
+                        pipe.set(self._state_key(state.topic), state.data, ex=_HISTORY_TTL_S)
+                await pipe.execute()
             except Exception as e:
                 for *_, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
-            for (*_, fut), entry_id in zip(batch, ids, strict=True):
+            for *_, fut in batch:
                 if not fut.done():
-                    fut.set_result(str(entry_id))
+                    fut.set_result(None)
+
+    async def state(self, topic: str) -> str | None:
+        raw: Any = await self._client().get(self._state_key(topic))
+        return None if raw is None else str(raw)
 
     # ---- subscriptions and history ---------------------------------------------------------------------
     def subscribe(self, topic: str, *, maxsize: int = 1000) -> Subscription:
@@ -205,7 +229,7 @@ class RedisBus:
         return [m for m in msgs if m.eid > after or (after == 0 and m.eid == 0)]
 
     async def forget(self, topic: str) -> None:
-        return None  # the topic's stream expires by itself; other workers may still replay it
+        return None  # the topic's stream and state expire by themselves; other workers may still replay them
 
     async def ping(self) -> None:
         await self._client().ping()

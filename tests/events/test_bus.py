@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from assistant.cluster.servers import RedisServer
-from assistant.events.bus import EventBus, after_cursor, parse_cursor
+from assistant.events.bus import EventBus, Outgoing, StateUpdate, after_cursor, parse_cursor
 from assistant.events.memory import InProcessBus
 from assistant.events.redis_bus import RedisBus
 
@@ -175,3 +175,29 @@ def test_redis_bus_reader_resumes_after_losing_its_connection(
         _run(scenario())
     finally:
         own.stop()
+
+
+def test_bus_publish_many_keeps_order_and_the_state_snapshot(make_bus: Callable[[], EventBus]) -> None:
+    async def scenario() -> None:
+        w1, w2 = make_bus(), make_bus()
+        await w1.start()
+        if w2 is not w1:
+            await w2.start()
+        try:
+            sub = w2.subscribe("call:m")
+            assert await w2.state("call:m") is None
+            group = [Outgoing("call:m", f'{{"n": {eid}}}', eid) for eid in (1, 2, 3)]
+            await w1.publish_many(group, state=StateUpdate("call:m", '{"last_eid": 3}'))
+            got = [await sub.get() for _ in range(3)]
+            assert [m.eid for m in got if m] == [1, 2, 3]
+            assert await w2.state("call:m") == '{"last_eid": 3}'  # another worker reads the snapshot
+            await w1.publish_many(
+                [Outgoing("call:m", "{}", 4)], state=StateUpdate("call:m", '{"last_eid": 4}')
+            )
+            assert await w2.state("call:m") == '{"last_eid": 4}'
+        finally:
+            await w1.close()
+            if w2 is not w1:
+                await w2.close()
+
+    _run(scenario())
