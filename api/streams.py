@@ -9,7 +9,8 @@ import logging
 import time
 import uuid
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from assistant.auth import Role
@@ -34,6 +35,40 @@ MAX_CONSECUTIVE_ERRORS = 50
 
 def _service(ws: WebSocket) -> CallService:
     return ws.app.state.service
+
+
+def _sources(app: FastAPI) -> set[WebSocket]:
+    """This worker's transcript-source sockets (closed with SERVICE_RESTART when it drains)."""
+    sources: set[WebSocket] | None = getattr(app.state, "sources", None)
+    if sources is None:
+        sources = app.state.sources = set()
+    return sources
+
+
+async def drain(app: FastAPI) -> None:
+    """Hand this worker's live calls over: no new chunk, what is held finished and stored, sources told to
+    reconnect (1012), and through the load balancer they resume on another worker."""
+    svc: CallService = app.state.service
+    await svc.drain()
+    sockets = list(_sources(app))
+    log.info("drained; closing the transcript sources", extra={"sources": len(sockets)})
+    await asyncio.gather(
+        *(_close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume") for ws in sockets)
+    )
+
+
+async def _refuse_while_draining(ws: WebSocket) -> bool:
+    """A draining worker takes no new source: HTTP 503 (a proxy tries another worker), or a 1012 close."""
+    if not getattr(_service(ws), "draining", False):
+        return False
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(
+            JSONResponse({"detail": "this worker is shutting down; connect to another"}, status_code=503)
+        )
+    else:
+        await ws.accept()
+        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+    return True
 
 
 async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
@@ -93,7 +128,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     if await _bad_call_id(ws, call_id):
         return
     principal = await socket_principal(ws, Role.SOURCE)
-    if principal is None:
+    if principal is None or await _refuse_while_draining(ws):
         return
     svc = _service(ws)
     await ws.accept()
@@ -113,6 +148,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         await _close(ws, CloseCode.CALL_ENDED, "call ended")
         return
     sub.put_local(encode(ready))
+    _sources(ws.app).add(ws)
     svc.metrics.clients.labels("source").inc()
     pump = asyncio.create_task(_pump(ws, sub), name=f"source-pump-{call_id}")
     errors = 0
@@ -121,6 +157,8 @@ async def stream(ws: WebSocket, call_id: str) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            if svc.draining:
+                continue  # not acknowledged: the source sends it again to the worker it resumes on
             received = time.perf_counter()
             raw = message.get("text")
             if raw is None:
@@ -138,6 +176,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        _sources(ws.app).discard(ws)
         await _stop(pump)
         svc.bus.unsubscribe(sub)
         svc.detach_source(live, conn=conn)

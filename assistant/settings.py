@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         default=32, ge=1, description="out-of-order chunks held per call before a gap"
     )
     reorder_timeout_ms: float = Field(default=1500.0, ge=0, description="wait for a missing seq before a gap")
+    drain_timeout_s: float = Field(
+        default=20.0, gt=0, description="SIGTERM: how long a worker may take to hand its live calls over"
+    )
     call_idle_timeout_s: float = Field(default=300.0, gt=0, description="a detached call ends after this")
     event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
     severity_half_life_s: float = Field(default=60.0, gt=0, description="call-severity time decay")

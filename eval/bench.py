@@ -499,6 +499,10 @@ class ServerProcess:
         text = self._log.read().decode(errors="replace")
         return " ".join(text[-n:].split())
 
+    def send_signal(self, sig: int) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+
     def kill(self) -> None:
         """SIGKILL: the worker dies at once, as in a crash (its temporary folder stays until stop())."""
         if self._proc is not None and self._proc.poll() is None:

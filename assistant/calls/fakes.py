@@ -149,6 +149,14 @@ class RuleAdvisor:
     def start_call(self) -> AdvisorState:
         return RuleAdvisorState()
 
+    def restore_call(self, data: dict[str, Any]) -> AdvisorState:
+        """The state ``to_dict`` wrote (a call resumed after a restart or on another worker)."""
+        return RuleAdvisorState(
+            procedure_id=data.get("procedure_id"),
+            step_index=int(data.get("step_index", 0)),
+            done=[int(x) for x in data.get("done", [])],
+        )
+
     def advise(
         self,
         state: AdvisorState,

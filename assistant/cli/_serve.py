@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from assistant.api.app import create_app
+    from assistant.api.server import DrainingServer
     from assistant.errors import InvalidInputError
     from assistant.runtime import limit_malloc_arenas, limit_onednn_cache
     from assistant.settings import get_settings, load_settings
@@ -44,5 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         f"serving on http://{settings.host}:{settings.port} (API docs: /docs; protocol: docs/protocol.md)",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=1 << 22)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=1 << 22
+    )
+    DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()  # SIGTERM drains live calls first
     return 0

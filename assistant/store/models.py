@@ -39,6 +39,8 @@ class Call(Base):
     peak_level: Mapped[str] = mapped_column(String(16), default="none")
     flag_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     advisor_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # JSON of assistant.calls.snapshot.CallSnapshot: what the call resumes from after a restart.
+    live_state: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Chunk(Base):
