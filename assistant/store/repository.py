@@ -237,6 +237,10 @@ class Store:
         self._write_thread: ThreadPoolExecutor | None = None
 
     @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise ConfigurationError("Store used before start(); start it in the app lifespan")
