@@ -12,6 +12,7 @@ from typing import Any
 from assistant.calls.session import CallSession, CallState, ChunkData
 from assistant.events.messages import AlertEvent, SpanOut
 from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
+from assistant.store import models as m
 from assistant.types import Suggestion
 
 log = logging.getLogger(__name__)
@@ -63,23 +64,22 @@ class CallRecorder:
         now = utcnow()
         self.writer.put(
             Upsert(
-                "calls",
-                {
-                    "id": call_id,
-                    "agent": agent,
-                    "status": "live",
-                    "started_at": now,
-                    "updated_at": now,
-                    "end_reason": "",
-                    "last_seq": -1,
-                    "last_eid": 0,
-                    "severity": 0.0,
-                    "severity_level": "none",
-                    "peak_severity": 0.0,
-                    "peak_level": "none",
-                    "flag_counts": {},
-                    "advisor_state": {},
-                },
+                m.Call(
+                    id=call_id,
+                    agent=agent,
+                    status="live",
+                    started_at=now,
+                    updated_at=now,
+                    end_reason="",
+                    last_seq=-1,
+                    last_eid=0,
+                    severity=0.0,
+                    severity_level="none",
+                    peak_severity=0.0,
+                    peak_level="none",
+                    flag_counts={},
+                    advisor_state={},
+                )
             )
         )
 
@@ -102,7 +102,7 @@ class CallRecorder:
         }
         if ended:
             values.update(ended_at=now, end_reason=s.end_reason)
-        self.writer.put(Update("calls", {"id": s.call_id}, values))
+        self.writer.put(Update(m.Call, s.call_id, values))
 
     # ---- per chunk --------------------------------------------------------------------------------------
     def chunk(self, call_id: str, chunk: ChunkData) -> None:
@@ -110,15 +110,14 @@ class CallRecorder:
             return
         self.writer.put(
             Insert(
-                "chunks",
-                {
-                    "call_id": call_id,
-                    "seq": chunk.seq,
-                    "speaker": chunk.speaker,
-                    "text": chunk.text,
-                    "call_ts": chunk.ts,
-                    "received_at": utcnow(),
-                },
+                m.Chunk(
+                    call_id=call_id,
+                    seq=chunk.seq,
+                    speaker=chunk.speaker,
+                    text=chunk.text,
+                    call_ts=chunk.ts,
+                    received_at=utcnow(),
+                ),
                 ignore_conflict=("call_id", "seq"),
             )
         )
@@ -138,17 +137,16 @@ class CallRecorder:
             return
         self.writer.put(
             Insert(
-                "flags",
-                {
-                    "call_id": call_id,
-                    "seq": seq,
-                    "labels": labels,
-                    "scores": scores,
-                    "spans": [sp.model_dump() for sp in spans],
-                    "severity": severity,
-                    "level": level,
-                    "created_at": utcnow(),
-                },
+                m.Flag(
+                    call_id=call_id,
+                    seq=seq,
+                    labels=labels,
+                    scores=scores,
+                    spans=[sp.model_dump() for sp in spans],
+                    severity=severity,
+                    level=level,
+                    created_at=utcnow(),
+                )
             )
         )
 
@@ -159,23 +157,22 @@ class CallRecorder:
         for rank, x in enumerate(suggestions):
             self.writer.put(
                 Insert(
-                    "suggestions",
-                    {
-                        "call_id": call_id,
-                        "seq": seq,
-                        "eid": eid,
-                        "rank": rank,
-                        "created_at": now,
-                        "procedure_id": x.procedure_id,
-                        "procedure_title": x.procedure_title,
-                        "step_index": x.step_index,
-                        "step_count": x.step_count,
-                        "step": x.step,
-                        "script": x.script,
-                        "source": x.source,
-                        "score": x.score,
-                        "reason": x.reason,
-                    },
+                    m.SuggestionRow(
+                        call_id=call_id,
+                        seq=seq,
+                        eid=eid,
+                        rank=rank,
+                        created_at=now,
+                        procedure_id=x.procedure_id,
+                        procedure_title=x.procedure_title,
+                        step_index=x.step_index,
+                        step_count=x.step_count,
+                        step=x.step,
+                        script=x.script,
+                        source=x.source,
+                        score=x.score,
+                        reason=x.reason,
+                    )
                 )
             )
 
@@ -186,21 +183,20 @@ class CallRecorder:
         now = utcnow()
         self.writer.put(
             Insert(
-                "alerts",
-                {
-                    "id": event.id,
-                    "call_id": event.call_id,
-                    "episode": event.episode,
-                    "seq": event.seq,
-                    "reason": event.reason,
-                    "level": event.level,
-                    "severity": event.severity,
-                    "labels": event.labels,
-                    "text": event.text,
-                    "updates": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                m.Alert(
+                    id=event.id,
+                    call_id=event.call_id,
+                    episode=event.episode,
+                    seq=event.seq,
+                    reason=event.reason,
+                    level=event.level,
+                    severity=event.severity,
+                    labels=event.labels,
+                    text=event.text,
+                    updates=0,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
         )
 
@@ -209,8 +205,8 @@ class CallRecorder:
             return
         self.writer.put(
             Update(
-                "alerts",
-                {"id": event.id},
+                m.Alert,
+                event.id,
                 {
                     "level": event.level,
                     "severity": event.severity,
@@ -229,16 +225,7 @@ class CallRecorder:
         now = utcnow()
         self.writer.put(
             Insert(
-                "alert_acks",
-                {
-                    "alert_id": alert_id,
-                    "call_id": call_id,
-                    "subject": subject,
-                    "note": note,
-                    "created_at": now,
-                },
+                m.AlertAck(alert_id=alert_id, call_id=call_id, subject=subject, note=note, created_at=now)
             ),
-            Update(
-                "alerts", {"id": alert_id}, {"acked_at": now, "acked_by": subject}, only_if_null="acked_at"
-            ),
+            Update(m.Alert, alert_id, {"acked_at": now, "acked_by": subject}, only_if_null="acked_at"),
         )

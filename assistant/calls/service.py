@@ -163,15 +163,14 @@ class CallService:
         resumed = live is not None
         if live is None:
             stored = await self.store.resume_state(call_id) if self.store is not None else None
-            if stored is not None and stored[0] == "ended":
+            if stored is not None and stored.ended:
                 raise CallEnded(f"call {call_id} has ended; stream a new call under a new call id")
             live = self.calls.get(call_id)  # another connection may have opened it meanwhile
             if live is None:
                 live = self._new_call(call_id)
                 if stored is not None:
-                    _, last_seq, last_eid, chunks = stored
-                    lines = [TranscriptLine(c.seq, c.speaker, c.text, c.call_ts) for c in chunks]
-                    live.session.restore(last_seq=last_seq, lines=lines, last_eid=last_eid)
+                    lines = [TranscriptLine(c.seq, c.speaker, c.text, c.call_ts) for c in stored.chunks]
+                    live.session.restore(last_seq=stored.last_seq, lines=lines, last_eid=stored.last_eid)
                     resumed = True
                 else:
                     self.recorder.call_opened(call_id, agent=agent)
