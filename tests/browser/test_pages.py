@@ -107,7 +107,7 @@ def test_sidebar_shows_flag_suggestion_and_script_within_a_second(
     chips = sidebar.locator(".chips").inner_text()
     assert "insult" in chips and "profanity" in chips
     assert "Stay calm and redirect." in sidebar.locator(".step").inner_text()
-    assert sidebar.locator(".checklist li").count() == 4  # the abusive-caller procedure has four steps
+    assert sidebar.locator(".checklist li").count() == 6  # the shipped abusive-caller SOP has six steps
     assert sidebar.locator(".meter").get_attribute("data-level") in ("high", "critical")
     # 360 px wide: nothing scrolls sideways, neither the page nor the view.
     overflow = sidebar.evaluate(
