@@ -155,7 +155,7 @@ def test_feedback_buttons_store_feedback(pages: dict[str, Any], server: BrowserS
     sidebar.wait_for_selector(".fb-status:has-text('marked useful')")
     source.send(chunk(9))  # the agent follows step 1: the next suggestion is step 2
     source.wait_processed(9)
-    sidebar.wait_for_selector(".proc:has-text('step 2 of 4')")
+    sidebar.wait_for_selector(".proc:has-text('step 2 of 6')")
     sidebar.get_by_role("button", name="Wrong").click()
     sidebar.wait_for_selector(".fb-status:has-text('marked wrong')")
 
