@@ -43,11 +43,11 @@ async def readiness(svc: CallService | None) -> list[str]:
     if svc is None:
         return ["service: not started yet"]
     reasons: list[str] = []
-    if getattr(svc, "draining", False):
+    if svc.draining:
         reasons.append("service: shutting down, draining live calls")
-    if svc.analyzer is None or not svc.batcher.running:
+    if not svc.pipeline.batcher.running:
         reasons.append("models: the red-flag model is not loaded")
-    if svc.embed_batcher is not None and not svc.embed_batcher.running:
+    if svc.pipeline.embed_batcher is not None and not svc.pipeline.embed_batcher.running:
         reasons.append("models: the query encoder is not loaded")
     checks = await asyncio.gather(_probe("database", _database(svc)), _probe("event bus", svc.bus.ping()))
     reasons.extend(r for r in checks if r is not None)

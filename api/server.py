@@ -46,7 +46,9 @@ class DrainingServer(uvicorn.Server):
         try:
             app = self.config.app
             if not isinstance(app, FastAPI):
-                raise TypeError(f"DrainingServer serves the assistant's FastAPI app, got {type(app).__name__}")
+                raise TypeError(
+                    f"DrainingServer serves the assistant's FastAPI app, got {type(app).__name__}"
+                )
             await asyncio.wait_for(drain(app), timeout=self.drain_timeout_s)
         except TimeoutError:
             log.error("draining the live calls took over %s s; shutting down anyway", self.drain_timeout_s)

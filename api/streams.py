@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from assistant.auth import Role
 from assistant.calls.alerts import UnknownAlert
 from assistant.calls.live import LiveCall, Outcome
-from assistant.calls.service import CallEnded, CallService
+from assistant.calls.service import CallEnded, CallService, Draining
 from assistant.events.bus import (
     ALERTS_TOPIC,
     BusMessage,
@@ -75,7 +75,7 @@ async def drain(app: FastAPI) -> None:
 
 async def _refuse_while_draining(ws: WebSocket) -> bool:
     """A draining worker takes no new source: HTTP 503 (a proxy tries another worker), or a 1012 close."""
-    if not getattr(_service(ws), "draining", False):
+    if not _service(ws).draining:
         return False
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(
@@ -232,6 +232,10 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         svc.bus.unsubscribe(sub)
         await ws.send_text(encode(ErrorEvent(reason=ErrorReason.CALL_ENDED, message=str(e))))
         await _close(ws, CloseCode.CALL_ENDED, "call ended")
+        return
+    except Draining:
+        svc.bus.unsubscribe(sub)
+        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
         return
     sub.put_local(encode(ready))
     _sources(ws.app).add(ws)

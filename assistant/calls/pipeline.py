@@ -23,6 +23,7 @@ from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.recorder import CallRecorder, advisor_state_dict
 from assistant.calls.redaction import redact
 from assistant.calls.session import ChunkData
+from assistant.calls.snapshot import CallSnapshot
 from assistant.events.bus import call_topic
 from assistant.events.messages import (
     ErrorEvent,
@@ -109,14 +110,19 @@ class AnalysisPipeline:
 
     # ---- a live call ------------------------------------------------------------------------------------
     async def run(self, live: LiveCall) -> None:
-        """The call's worker: analyse its chunks in order until the queue yields None (the call ended)."""
+        """The call's worker: analyse its chunks in order until the queue yields None (the call ended).
+
+        A chunk's events are published as one group with the call's snapshot (``CallEvents.commit``).
+        """
         while True:
             chunk = await live.queue.get()
             if chunk is None:
                 return
+            self.events.begin(live)
             try:
                 await self.process(live, chunk)
             except asyncio.CancelledError:
+                live.outbox = None
                 raise
             except Exception as e:
                 log.exception("analysis failed", extra={"call_id": live.call_id, "seq": chunk.seq})
@@ -126,18 +132,37 @@ class AnalysisPipeline:
                     message=f"analysis failed: {type(e).__name__}",
                     seq=chunk.seq,
                 )
-                await self.events.bus.publish(call_topic(live.call_id), encode(err))
-            finally:
-                await self.events.emit(
-                    live,
-                    ProcessedEvent(
-                        call_id=live.call_id,
-                        seq=chunk.seq,
-                        latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
-                    ),
-                )
-                self.metrics.latency.observe(time.perf_counter() - chunk.received)
-                self.recorder.call_state(live.session)
+                await self.events.send(live, call_topic(live.call_id), encode(err))
+            await self._finish(live, chunk)
+
+    async def _finish(self, live: LiveCall, chunk: ChunkData) -> None:
+        """``processed``, then the chunk's events and the call's snapshot, published together and recorded."""
+        await self.events.emit(
+            live,
+            ProcessedEvent(
+                call_id=live.call_id,
+                seq=chunk.seq,
+                latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
+            ),
+        )
+        s = live.session
+        snapshot = CallSnapshot.of(
+            s,
+            last_seq=chunk.seq,
+            last_eid=s.last_eid,
+            alert_updates=live.alert_updates,
+            advisor_state=advisor_state_dict(s.advisor_state),
+        ).to_json()
+        try:
+            await self.events.commit(live, snapshot=snapshot)
+        except Exception:
+            log.exception(
+                "the event bus refused a chunk's events; sidebars and supervisors miss them",
+                extra={"call_id": live.call_id, "seq": chunk.seq},
+            )
+            self.metrics.errors.labels("bus_publish_failed").inc()
+        self.metrics.latency.observe(time.perf_counter() - chunk.received)
+        self.recorder.call_state(s, snapshot=snapshot)
 
     async def process(self, live: LiveCall, chunk: ChunkData) -> None:
         """Red flags (customer turns), then next-step advice (every turn) for one chunk."""

@@ -83,8 +83,8 @@ class CallRecorder:
             )
         )
 
-    def call_state(self, s: CallSession, *, ended: bool = False) -> None:
-        """The call's current state (after every chunk, and when it ends)."""
+    def call_state(self, s: CallSession, *, ended: bool = False, snapshot: str | None = None) -> None:
+        """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from."""
         if self.writer is None:
             return
         now = utcnow()
@@ -102,6 +102,8 @@ class CallRecorder:
         }
         if ended:
             values.update(ended_at=now, end_reason=s.end_reason)
+        if snapshot is not None:
+            values["live_state"] = snapshot
         self.writer.put(Update(m.Call, s.call_id, values))
 
     # ---- per chunk --------------------------------------------------------------------------------------
@@ -196,7 +198,10 @@ class CallRecorder:
                     updates=0,
                     created_at=now,
                     updated_at=now,
-                )
+                ),
+                # The worker that resumes a call writes again the alerts it finds in the call's history:
+                # one row per alert id, whoever wrote it first.
+                ignore_conflict=("id",),
             )
         )
 

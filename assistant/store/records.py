@@ -130,6 +130,7 @@ class ResumeState:
     last_seq: int
     last_eid: int
     chunks: list[ChunkRecord]
+    live_state: str | None = None  # the call's snapshot (assistant.calls.snapshot), when one was written
 
     @property
     def ended(self) -> bool:

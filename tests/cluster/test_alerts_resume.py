@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from live_server import TRANSCRIPTS, make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.events.bus import parse_cursor
 from assistant.events.redis_bus import RedisBus
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 ABUSIVE = TRANSCRIPTS / "billing-dispute-abusive.jsonl"  # one alert per call
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,20 @@ def _record(server: ServerProcess, call_id: str) -> dict[str, Any]:
     r.raise_for_status()
     out: dict[str, Any] = r.json()
     return out
+
+
+def _ended_ids(server: ServerProcess) -> set[str]:
+    listed = httpx.get(f"http://127.0.0.1:{server.port}/v1/calls?status=ended", timeout=10).json()
+    return {c["id"] for c in listed}
+
+
+def _eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _reference(server: ServerProcess, call_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -84,9 +100,8 @@ def test_calls_spread_over_both_workers_and_a_supervisor_sees_every_alert_once(e
             c for c, _ in calls
         )
         assert set(ids.values()) == {1}  # every alert exactly once, whichever worker raised it
-        for server in (w1, w2):
-            listed = httpx.get(f"http://127.0.0.1:{server.port}/v1/calls?status=ended", timeout=10).json()
-            assert {c["id"] for c in listed} >= {c for c, _ in calls}  # one shared record
+        for server in (w1, w2):  # one shared record (each worker writes behind: wait for the other's batch)
+            assert _eventually(lambda s=server: _ended_ids(s) >= {c for c, _ in calls})
 
 
 def _resume(server: ServerProcess, call_id: str, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:

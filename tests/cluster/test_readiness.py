@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from live_server import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.cluster.servers import PostgresServer, RedisServer
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def _ready(client: TestClient) -> tuple[int, list[str]]:
@@ -32,7 +32,7 @@ def test_ready_on_the_embedded_default_and_not_when_the_model_thread_stops(tmp_p
     app = create_app(make_settings(tmp_path), analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
     with TestClient(app) as client:
         assert _ready(client) == (200, [])
-        client.portal.call(app.state.service.batcher.stop)
+        client.portal.call(app.state.service.pipeline.batcher.stop)
         status, reasons = _ready(client)
         assert status == 503 and any(r.startswith("models:") for r in reasons)
         assert client.get("/healthz").status_code == 200  # alive, just not ready
