@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from assistant.api.app import create_app
 from assistant.auth import issue_token
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.eval.checklist import load_cases, run_suite
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 SECRET = "checklist-test-secret"  # a throwaway secret for this test's app, never a real one
 
