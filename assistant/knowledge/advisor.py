@@ -189,6 +189,10 @@ class KnowledgeAdvisor:
             self.refresh(max_age_s=self.settings.kb_refresh_s)
         return CallState()
 
+    def restore_call(self, data: dict[str, Any]) -> CallState:
+        """The state of a call resumed after a restart or on another worker (what ``to_dict`` wrote)."""
+        return CallState.from_dict(data)
+
     def advise(
         self,
         state: AdvisorState,
