@@ -55,11 +55,11 @@ def test_not_ready_while_redis_or_postgres_is_down_and_ready_again_after(
             assert _ready(client) == (200, [])
             redis.stop()
             status, reasons = _ready(client)
-            assert status == 503 and [r.split(":")[0] for r in reasons] == ["event bus"]
+            assert status == 503 and "event bus" in [r.split(":")[0] for r in reasons]
             redis.start()
             assert _wait_ready(client) == (200, [])
             postgres.stop()
             status, reasons = _ready(client)
-            assert status == 503 and [r.split(":")[0] for r in reasons] == ["database"]
+            assert status == 503 and "database" in [r.split(":")[0] for r in reasons]
             postgres.start()
             assert _wait_ready(client) == (200, [])
