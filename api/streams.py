@@ -50,43 +50,6 @@ def _service(ws: WebSocket) -> CallService:
     return ws.app.state.service
 
 
-def _sources(app: FastAPI) -> set[WebSocket]:
-    """This worker's transcript-source sockets (closed with SERVICE_RESTART when it drains)."""
-    sources: set[WebSocket] | None = getattr(app.state, "sources", None)
-    if sources is None:
-        sources = app.state.sources = set()
-    return sources
-
-
-async def drain(app: FastAPI) -> None:
-    """Hand this worker's live calls over: no new chunk, what is held finished and stored, sources told to
-    reconnect (1012), and through the load balancer they resume on another worker."""
-    svc: CallService = app.state.service
-    await svc.drain()
-    sockets = list(_sources(app))
-    log.info("drained; closing the transcript sources", extra={"sources": len(sockets)})
-    await asyncio.gather(
-        *(
-            _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
-            for ws in sockets
-        )
-    )
-
-
-async def _refuse_while_draining(ws: WebSocket) -> bool:
-    """A draining worker takes no new source: HTTP 503 (a proxy tries another worker), or a 1012 close."""
-    if not _service(ws).draining:
-        return False
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(
-            JSONResponse({"detail": "this worker is shutting down; connect to another"}, status_code=503)
-        )
-    else:
-        await ws.accept()
-        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
-    return True
-
-
 # ---- frames ----------------------------------------------------------------------------------------------
 async def source_frame(
     svc: CallService,
@@ -154,7 +117,7 @@ async def supervisor_frame(svc: CallService, raw: str, *, subject: str) -> str |
     return None
 
 
-# ---- sockets ---------------------------------------------------------------------------------------------
+# ---- socket helpers --------------------------------------------------------------------------------------
 
 
 async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
@@ -208,6 +171,45 @@ def _agent_name(raw: str | None) -> str | None:
     return name if 0 < len(name) <= 128 and name.isprintable() else None
 
 
+# ---- draining (SIGTERM: assistant.api.server) ----------------------------------------------------------
+def _sources(app: FastAPI) -> set[WebSocket]:
+    """This worker's transcript-source sockets (closed with SERVICE_RESTART when it drains)."""
+    sources: set[WebSocket] | None = getattr(app.state, "sources", None)
+    if sources is None:
+        sources = app.state.sources = set()
+    return sources
+
+
+async def drain(app: FastAPI) -> None:
+    """Hand this worker's live calls over: no new chunk, what is held finished and stored, sources told to
+    reconnect (1012), and through the load balancer they resume on another worker."""
+    svc: CallService = app.state.service
+    await svc.drain()
+    sockets = list(_sources(app))
+    log.info("drained; closing the transcript sources", extra={"sources": len(sockets)})
+    await asyncio.gather(
+        *(
+            _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+            for ws in sockets
+        )
+    )
+
+
+async def _refuse_while_draining(ws: WebSocket) -> bool:
+    """A draining worker takes no new source: HTTP 503 (a proxy tries another worker), or a 1012 close."""
+    if not _service(ws).draining:
+        return False
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(
+            JSONResponse({"detail": "this worker is shutting down; connect to another"}, status_code=503)
+        )
+    else:
+        await ws.accept()
+        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+    return True
+
+
+# ---- sockets ---------------------------------------------------------------------------------------------
 @router.websocket("/v1/calls/{call_id}/stream")
 async def stream(ws: WebSocket, call_id: str) -> None:
     """Transcript source: send chunks, receive ``ready``, ``ack`` and every call event (docs/protocol.md)."""
