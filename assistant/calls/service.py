@@ -277,6 +277,15 @@ class CallService:
             extra={"call_id": live.call_id, "last_seq": snap.last_seq, "severity": snap.severity[1]},
         )
 
+    async def _taken_over(self, live: LiveCall) -> bool:
+        """Whether another worker published events of this call after this one last did."""
+        try:
+            newer = await self.bus.history(call_topic(live.call_id), after=live.session.last_eid)
+        except Exception:
+            log.warning("could not read the call's history; ending it here", extra={"call_id": live.call_id})
+            return False
+        return any(m.eid > live.session.last_eid for m in newer)
+
     async def drain(self) -> None:
         """Stop taking chunks, finish what every live call holds, publish and store its state, flush.
 
@@ -500,6 +509,13 @@ class CallService:
             await asyncio.sleep(SWEEP_EVERY_S)
             todo = sweep(self.calls, now=time.monotonic(), idle_timeout_s=self.settings.call_idle_timeout_s)
             for live in todo.to_end:
+                if await self._taken_over(live):
+                    # Its source resumed it on another worker, which now holds it: forget it here, not end it.
+                    log.info("call taken over by another worker", extra={"call_id": live.call_id})
+                    live.queue.put_nowait(None)
+                    del self.calls[live.call_id]
+                    self._count_live()
+                    continue
                 await self.end_call(live, reason="source_timeout")
             for call_id in todo.to_forget:
                 del self.calls[call_id]
