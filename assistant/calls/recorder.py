@@ -58,30 +58,29 @@ class CallRecorder:
             await self.writer.flush()
 
     # ---- calls ------------------------------------------------------------------------------------------
-    def call_opened(self, call_id: str, *, agent: str | None) -> None:
+    def call_opened(self, call_id: str, *, agent: str | None, if_absent: bool = False) -> None:
+        """The call's row; ``if_absent``: only when none is stored yet (a call resumed from its snapshot
+        whose first worker died before its row was written)."""
         if self.writer is None:
             return
         now = utcnow()
-        self.writer.put(
-            Upsert(
-                m.Call(
-                    id=call_id,
-                    agent=agent,
-                    status="live",
-                    started_at=now,
-                    updated_at=now,
-                    end_reason="",
-                    last_seq=-1,
-                    last_eid=0,
-                    severity=0.0,
-                    severity_level="none",
-                    peak_severity=0.0,
-                    peak_level="none",
-                    flag_counts={},
-                    advisor_state={},
-                )
-            )
+        row = m.Call(
+            id=call_id,
+            agent=agent,
+            status="live",
+            started_at=now,
+            updated_at=now,
+            end_reason="",
+            last_seq=-1,
+            last_eid=0,
+            severity=0.0,
+            severity_level="none",
+            peak_severity=0.0,
+            peak_level="none",
+            flag_counts={},
+            advisor_state={},
         )
+        self.writer.put(Insert(row, ignore_conflict=("id",)) if if_absent else Upsert(row))
 
     def call_state(self, s: CallSession, *, ended: bool = False, snapshot: str | None = None) -> None:
         """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from."""
@@ -148,7 +147,8 @@ class CallRecorder:
                     severity=severity,
                     level=level,
                     created_at=utcnow(),
-                )
+                ),
+                ignore_conflict=("call_id", "seq"),
             )
         )
 

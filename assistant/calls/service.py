@@ -44,6 +44,7 @@ from assistant.events.memory import InProcessBus
 from assistant.events.messages import (
     AckEvent,
     AlertEvent,
+    FlagEvent,
     CallEndedEvent,
     ChunkIn,
     CloseCode,
@@ -240,6 +241,8 @@ class CallService:
     def _restore(self, live: LiveCall, found: Resumable) -> None:
         """Continue the call where it was: watermarks, severity, episodes, alerts, advisor, context lines."""
         s, stored, snap = live.session, found.stored, found.snapshot
+        if stored is None:
+            self.recorder.call_opened(live.call_id, agent=None, if_absent=True)
         lines = {
             c.seq: TranscriptLine(c.seq, c.speaker, c.text, c.call_ts)
             for c in (stored.chunks if stored else [])
@@ -263,6 +266,17 @@ class CallService:
                     )
                 else:
                     live.shown.add(seq)  # published, not analysed: analysed again, not shown again
+            elif e.get("type") == "flag" and int(e["seq"]) <= snap.last_seq:
+                flag = FlagEvent.model_validate(e)
+                self.recorder.flag(
+                    live.call_id,
+                    flag.seq,
+                    labels=flag.labels,
+                    scores=flag.scores,
+                    spans=flag.spans,
+                    severity=flag.severity.score,
+                    level=flag.severity.level,
+                )
             elif e.get("type") == "alert" and not e.get("update"):
                 self.recorder.alert_raised(AlertEvent.model_validate(e))
         kept = sorted((ln for ln in lines.values() if ln.seq <= snap.last_seq), key=lambda ln: ln.seq)

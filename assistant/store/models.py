@@ -58,7 +58,8 @@ class Chunk(Base):
 
 class Flag(Base):
     __tablename__ = "flags"
-    __table_args__ = (Index("ix_flags_call_seq", "call_id", "seq"),)
+    # One flag row per chunk: a worker that resumes a call writes again the flags it finds in its history.
+    __table_args__ = (Index("ix_flags_call_seq", "call_id", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"))

@@ -67,8 +67,11 @@ def worker_env(redis_url: str, database_url: str, **extra: str) -> dict[str, str
 
 
 @contextmanager
-def workers(env: dict[str, str], n: int) -> Iterator[list[ServerProcess]]:
-    procs = [ServerProcess(env, start_timeout_s=60) for _ in range(n)]
+def workers(
+    env: dict[str, str], n: int, *, first: dict[str, str] | None = None
+) -> Iterator[list[ServerProcess]]:
+    """``n`` workers on ``env``; ``first`` adds settings to the first one only."""
+    procs = [ServerProcess({**env, **(first or {})} if i == 0 else env, start_timeout_s=60) for i in range(n)]
     try:
         for p in procs:
             p.start()

@@ -129,6 +129,9 @@ def _check_same_call(
     # Every chunk analysed exactly once, and the call's events are the uninterrupted call's events.
     assert _kinds(sidebar) == _kinds(ref_events)
     assert [c["seq"] for c in record["transcript"]] == [c["seq"] for c in ref_record["transcript"]]
+    assert [(f["seq"], f["labels"]) for f in record["flags"]] == [
+        (f["seq"], f["labels"]) for f in ref_record["flags"]
+    ]
     for key in ("severity", "severity_level", "peak_severity", "peak_level", "flag_counts", "status"):
         assert record[key] == ref_record[key], key
     assert [(a["episode"], a["level"]) for a in record["alerts"]] == [
@@ -137,8 +140,10 @@ def _check_same_call(
 
 
 def test_a_worker_killed_mid_call_its_call_resumes_on_the_other(env: dict[str, str]) -> None:
+    """Worker 1 writes nothing to the database before it dies (its write-behind batch lingers a minute): all
+    it leaves is in Redis, and worker 2 rebuilds the call and its record from there."""
     chunks = scripted_call()
-    with workers(env, 2) as (w1, w2):
+    with workers(env, 2, first={"ASSISTANT_STORE_LINGER_MS": "60000"}) as (w1, w2):
         reference = _reference(w2, "failover-reference")
         with ws(w2, "/v1/alerts") as supervisor, ws(w2, "/v1/calls/failover/events") as sidebar:
             with ws(w1, "/v1/calls/failover/stream") as source:

@@ -1,4 +1,4 @@
-"""call live state: the snapshot a call resumes from (severity, episodes, alerts, advisor)
+"""call live state: the snapshot a call resumes from (severity, episodes, alerts, advisor); one flag per chunk
 
 Revision ID: 0002_live_state
 Revises: 0001
@@ -20,8 +20,16 @@ def upgrade() -> None:
     with op.batch_alter_table("calls", schema=None) as batch_op:
         # Calls stored before this revision have none: they resume with their last_seq only, as before.
         batch_op.add_column(sa.Column("live_state", sa.Text(), nullable=True))
+    # A chunk has at most one flag row (the service writes one per flagged customer chunk); unique, so that a
+    # worker resuming a call can write again the flags it finds in the call's history without doubling them.
+    with op.batch_alter_table("flags", schema=None) as batch_op:
+        batch_op.drop_index("ix_flags_call_seq")
+        batch_op.create_index("ix_flags_call_seq", ["call_id", "seq"], unique=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("flags", schema=None) as batch_op:
+        batch_op.drop_index("ix_flags_call_seq")
+        batch_op.create_index("ix_flags_call_seq", ["call_id", "seq"], unique=False)
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.drop_column("live_state")
