@@ -44,12 +44,12 @@ from assistant.events.memory import InProcessBus
 from assistant.events.messages import (
     AckEvent,
     AlertEvent,
-    FlagEvent,
     CallEndedEvent,
     ChunkIn,
     CloseCode,
     ErrorEvent,
     ErrorReason,
+    FlagEvent,
     GapEvent,
     ReadyEvent,
     TranscriptEvent,
