@@ -6,7 +6,7 @@ import pytest
 
 from assistant.calls.session import CallSession
 from assistant.calls.snapshot import CallSnapshot, SnapshotError
-from assistant.knowledge.advisor import CallState
+from assistant.knowledge.advisor import ProcedureProgress
 from assistant.testing import RuleAdvisor
 
 
@@ -49,8 +49,10 @@ def test_advisor_states_round_trip() -> None:
     state = rule.start_call()
     rule.advise(state, speaker="customer", text="I want a manager now", context=(), flags=None)
     assert rule.restore_call(state.to_dict()).to_dict() == state.to_dict()
-    kb = CallState(turn=4, stage="problem_resolution", procedure_id="billing-inquiry", done={"x": [0, 1]})
-    assert CallState.from_dict(kb.to_dict()) == kb
+    kb = ProcedureProgress(
+        turn=4, stage="problem_resolution", procedure_id="billing-inquiry", done={"x": [0, 1]}
+    )
+    assert ProcedureProgress.from_dict(kb.to_dict()) == kb
 
 
 @pytest.mark.parametrize("text", ["not json", '{"version": 99}', '{"version": 1, "last_seq": 3}'])
