@@ -63,3 +63,20 @@ def test_not_ready_while_redis_or_postgres_is_down_and_ready_again_after(
             assert status == 503 and "database" in [r.split(":")[0] for r in reasons]
             postgres.start()
             assert _wait_ready(client) == (200, [])
+
+
+def test_a_draining_worker_is_not_ready_and_refuses_new_sources_with_503(tmp_path: Path) -> None:
+    from starlette.testclient import WebSocketDenialResponse
+
+    app = create_app(make_settings(tmp_path), analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+    with TestClient(app) as client:
+        client.portal.call(app.state.service.drain)
+        status, reasons = _ready(client)
+        assert status == 503 and any("draining" in r for r in reasons)
+        with pytest.raises(WebSocketDenialResponse) as refused:
+            with client.websocket_connect("/v1/calls/late/stream"):
+                pass
+        assert refused.value.status_code == 503
+        with client.websocket_connect("/v1/calls/late/events") as sidebar:  # sidebars still served
+            sidebar.send_json({"type": "ping"})
+            assert sidebar.receive_json()["type"] == "pong"
