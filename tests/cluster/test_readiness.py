@@ -73,9 +73,11 @@ def test_a_draining_worker_is_not_ready_and_refuses_new_sources_with_503(tmp_pat
         client.portal.call(app.state.service.drain)
         status, reasons = _ready(client)
         assert status == 503 and any("draining" in r for r in reasons)
-        with pytest.raises(WebSocketDenialResponse) as refused:
-            with client.websocket_connect("/v1/calls/late/stream"):
-                pass
+        with (
+            pytest.raises(WebSocketDenialResponse) as refused,
+            client.websocket_connect("/v1/calls/late/stream"),
+        ):
+            pass
         assert refused.value.status_code == 503
         with client.websocket_connect("/v1/calls/late/events") as sidebar:  # sidebars still served
             sidebar.send_json({"type": "ping"})
