@@ -180,24 +180,24 @@ class RedisBus:
         while self._outbox:
             batch, self._outbox = self._outbox, []
             try:
-                pipe = self._client().pipeline(transaction=True)
-                for messages, state, _ in batch:
-                    for m in messages:
-                        await self._script(
-                            keys=[self._topic_key(m.topic), self._shared],
-                            args=[
-                                self._history_size,
-                                self._shared_maxlen,
-                                m.eid,
-                                m.data,
-                                _HISTORY_TTL_S,
-                                m.topic,
-                            ],
-                            client=pipe,
-                        )
-                    if state is not None:
-                        pipe.set(self._state_key(state.topic), state.data, ex=_HISTORY_TTL_S)
-                await pipe.execute()
+                async with self._client().pipeline(transaction=True) as pipe:
+                    for messages, state, _ in batch:
+                        for m in messages:
+                            await self._script(
+                                keys=[self._topic_key(m.topic), self._shared],
+                                args=[
+                                    self._history_size,
+                                    self._shared_maxlen,
+                                    m.eid,
+                                    m.data,
+                                    _HISTORY_TTL_S,
+                                    m.topic,
+                                ],
+                                client=pipe,
+                            )
+                        if state is not None:
+                            pipe.set(self._state_key(state.topic), state.data, ex=_HISTORY_TTL_S)
+                    await pipe.execute()
             except Exception as e:
                 for *_, fut in batch:
                     if not fut.done():
