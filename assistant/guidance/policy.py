@@ -29,6 +29,7 @@ DEFAULT_PROTOCOL_FILE = POLICY_DIR / "abuse-protocol.yaml"
 
 SpeakerName = Literal["agent", "customer"]
 _ID = r"^[a-z][a-z0-9_]*$"
+_BOTH: list[SpeakerName] = ["agent", "customer"]
 
 
 def _compile(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
@@ -56,9 +57,6 @@ class Patterns(_Strict):
         _compile(v)
         return v
 
-    def matches(self, text: str) -> bool:
-        return any(p.search(text) for p in _compiled(tuple(self.any)))
-
 
 @lru_cache(maxsize=4096)
 def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
@@ -78,7 +76,7 @@ def matches_any(patterns: list[str], text: str) -> re.Match[str] | None:
 class StageDef(_Strict):
     id: str = Field(pattern=_ID)
     title: str
-    speakers: list[SpeakerName] = Field(default_factory=lambda: ["agent", "customer"])
+    speakers: list[SpeakerName] = Field(default_factory=lambda: _BOTH.copy())
     cues: list[str] = Field(default_factory=list)
     from_: list[str] | None = Field(default=None, alias="from")
 
@@ -112,12 +110,42 @@ class StepDef(_Strict):
     rules: list[StepRule] = Field(min_length=1)
 
 
+class NamePatterns(_Strict):
+    """Patterns with a named group ``name`` that pick a person's name out of a turn."""
+
+    agent: list[str] = Field(default_factory=list)
+    customer: list[str] = Field(default_factory=list)
+
+    @field_validator("agent", "customer")
+    @classmethod
+    def _check(cls, v: list[str]) -> list[str]:
+        for p in _compile(v):
+            if "name" not in p.groupindex:
+                raise ValueError(f"pattern {p.pattern!r} has no (?P<name>...) group")
+        return v
+
+
+class SummaryDef(_Strict):
+    """Patterns of the post-call summary: what the agent did, and what happens next."""
+
+    done: list[str] = Field(default_factory=list)
+    follow_up: list[str] = Field(default_factory=list)
+
+    @field_validator("done", "follow_up")
+    @classmethod
+    def _check(cls, v: list[str]) -> list[str]:
+        _compile(v)
+        return v
+
+
 class StagePolicy(_Strict):
     """``call-stages.yaml``: the stages of a call and the required steps (the QA checklist)."""
 
     version: Literal[1]
     stages: list[StageDef] = Field(min_length=1)
     steps: list[StepDef] = Field(min_length=1)
+    names: NamePatterns = Field(default_factory=NamePatterns)
+    summary: SummaryDef = Field(default_factory=SummaryDef)
 
     @model_validator(mode="after")
     def _references(self) -> StagePolicy:
@@ -167,6 +195,7 @@ class ProtocolStepDef(_Strict):
     due_at: str | None = None
     requires: list[str] = Field(default_factory=list)
     skip_to: list[str] = Field(default_factory=list)
+    warning: bool = False  # a warning to the customer (listed under warnings_given in incident records)
 
     @field_validator("said")
     @classmethod
@@ -191,6 +220,25 @@ class WellbeingDef(_Strict):
     actions: list[WellbeingAction] = Field(min_length=1)
 
 
+class FollowUpDef(_Strict):
+    when: str = Field(
+        description="a red-flag label flagged on the call, or a protocol step id that became due"
+    )
+    action: str = Field(min_length=1)
+
+
+class IncidentDef(_Strict):
+    report_labels: list[str] = Field(min_length=1)
+    handover: list[str] = Field(default_factory=list)
+    follow_up: list[FollowUpDef] = Field(default_factory=list)
+
+    @field_validator("handover")
+    @classmethod
+    def _check(cls, v: list[str]) -> list[str]:
+        _compile(v)
+        return v
+
+
 class ProtocolPolicy(_Strict):
     """``abuse-protocol.yaml``: severity by what was said and how often, the steps, alerts and well-being."""
 
@@ -202,6 +250,7 @@ class ProtocolPolicy(_Strict):
     may_end_call_at: str
     supervisor_alert: SupervisorAlertDef
     wellbeing: WellbeingDef
+    incident: IncidentDef
 
     @field_validator("de_escalation")
     @classmethod
@@ -235,12 +284,23 @@ class ProtocolPolicy(_Strict):
             for r in step.requires:
                 if r not in steps[:i]:
                     raise ValueError(f"step {step.id!r}: requires {r!r}, which is not an earlier step")
-        for name, ref in (("may_end_call_at", self.may_end_call_at), ("wellbeing.offer_at", self.wellbeing.offer_at)):
+        for name, ref in (
+            ("may_end_call_at", self.may_end_call_at),
+            ("wellbeing.offer_at", self.wellbeing.offer_at),
+        ):
             if ref not in steps:
                 raise ValueError(f"{name}: {ref!r} is not a step id {steps}")
         for ref in self.supervisor_alert.at_steps:
             if ref not in steps:
                 raise ValueError(f"supervisor_alert.at_steps: {ref!r} is not a step id {steps}")
+        for label in self.incident.report_labels:
+            if label not in LABELS:
+                raise ValueError(f"incident.report_labels: unknown red-flag label {label!r}")
+        for fu in self.incident.follow_up:
+            if fu.when not in LABELS and fu.when not in steps:
+                raise ValueError(
+                    f"incident.follow_up: 'when: {fu.when}' is neither a red-flag label nor a step id"
+                )
         for ref in self.supervisor_alert.at_severity:
             if ref not in levels:
                 raise ValueError(f"supervisor_alert.at_severity: {ref!r} is not a severity id {levels}")
@@ -265,7 +325,9 @@ def _load(path: Path, model: type[_P], setting: str) -> _P:
     except yaml.YAMLError as e:
         raise ConfigurationError(f"{setting}: {path} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ConfigurationError(f"{setting}: {path}: expected a mapping at the top, got {type(data).__name__}")
+        raise ConfigurationError(
+            f"{setting}: {path}: expected a mapping at the top, got {type(data).__name__}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:

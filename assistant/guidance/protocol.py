@@ -261,7 +261,7 @@ class ProtocolTracker:
             )
             if s.due_seq is not None and s.given_seq is None:
                 due, say = step.id, step.say  # the furthest step due and not yet carried out
-        reached = [v.step for v in sorted((v for v in views if v.due), key=lambda v: (v.due_seq or 0))]
+        reached = [v.step for v in sorted((v for v in views if v.due), key=lambda v: v.due_seq or 0)]
         sev_title = next((s.title for s in self.policy.severity if s.id == st.severity), None)
         offer = self.policy.wellbeing
         return ProtocolPosition(
