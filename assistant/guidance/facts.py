@@ -101,3 +101,40 @@ def replay_trackers(
         else:
             pt.observe_agent(t.seq, t.text)
     return st, pt
+
+
+def facts_from_record(record: Any) -> CallFacts:
+    """``CallFacts`` from a stored call (``assistant.store.records.CallRecord``): turns with their flags."""
+    labels_by_seq: dict[int, set[str]] = {}
+    for f in record.flags:
+        labels_by_seq.setdefault(f.seq, set()).update(f.labels)
+    turns = tuple(
+        Turn(
+            seq=c.seq,
+            speaker=c.speaker,
+            text=c.text,
+            ts=c.call_ts,
+            labels=tuple(sorted(labels_by_seq.get(c.seq, ()))) if c.speaker == "customer" else (),
+        )
+        for c in record.transcript
+    )
+    alerts = tuple(
+        AlertFact(
+            seq=a.seq,
+            reason=a.reason,
+            level=a.level,
+            created_at=a.created_at,
+            acked_by=tuple(ack.subject for ack in a.acks) or ((a.acked_by,) if a.acked_by else ()),
+        )
+        for a in record.alerts
+    )
+    return CallFacts(
+        call_id=record.id,
+        agent=record.agent,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        status=record.status,
+        end_reason=record.end_reason,
+        turns=turns,
+        alerts=alerts,
+    )

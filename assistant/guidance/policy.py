@@ -21,11 +21,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assistant.errors import ConfigurationError
-from assistant.settings import PROJECT_ROOT
+from assistant.settings import Settings
 
-POLICY_DIR = PROJECT_ROOT / "knowledge_base" / "policies"
-DEFAULT_STAGES_FILE = POLICY_DIR / "call-stages.yaml"
-DEFAULT_PROTOCOL_FILE = POLICY_DIR / "abuse-protocol.yaml"
+# The shipped policies (the settings' defaults, named here for tests and examples).
+DEFAULT_STAGES_FILE: Path = Settings.model_fields["call_stages_file"].default
+DEFAULT_PROTOCOL_FILE: Path = Settings.model_fields["abuse_protocol_file"].default
 
 SpeakerName = Literal["agent", "customer"]
 _ID = r"^[a-z][a-z0-9_]*$"
