@@ -62,12 +62,16 @@ def _run(args: argparse.Namespace) -> int:
     since = parse_when(args.since, now=now)
     until = parse_when(args.until, now=now) if args.until else now
     if until <= since:
-        raise InvalidInputError(f"--until ({until:%Y-%m-%d %H:%M}) must be after --since ({since:%Y-%m-%d %H:%M})")
+        raise InvalidInputError(
+            f"--until ({until:%Y-%m-%d %H:%M}) must be after --since ({since:%Y-%m-%d %H:%M})"
+        )
     if args.limit < 1:
         raise InvalidInputError("--limit must be >= 1")
     settings = get_settings()
     report = asyncio.run(
-        load_report(settings, load_policies(settings), since=since, until=until, agent=args.agent, limit=args.limit)
+        load_report(
+            settings, load_policies(settings), since=since, until=until, agent=args.agent, limit=args.limit
+        )
     )
     print(f"{len(report.calls)} call(s) from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC")
     header = f"{'agent':<20} {'calls':>5} {'handle s':>9} {'1st resp s':>10} {'flags/call':>10} {'escal.':>6} {'adherence':>9}"

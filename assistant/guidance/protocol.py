@@ -175,7 +175,14 @@ class ProtocolTracker:
         given: list[str] = []
         for step in self.policy.steps:
             s = st.steps[step.id]
-            if s.given_seq is None and matches_any(step.said, text) is not None:
+            if s.given_seq is not None:
+                continue
+            # A step counts only when due, or when what it requires was done on an earlier turn: "if this goes
+            # on I will end the call" is a warning, not the end of the call.
+            ready = all(
+                st.steps[r].given_seq is not None and st.steps[r].given_seq != seq for r in step.requires
+            )
+            if (s.due_seq is not None or ready) and matches_any(step.said, text) is not None:
                 s.given_seq, s.evidence = seq, text
                 given.append(step.id)
         ended = False
@@ -223,9 +230,8 @@ class ProtocolTracker:
         if st.severity in cfg.at_severity:
             reason = f"severity {st.severity}"
         for sid in cfg.at_steps:
-            if st.steps[sid].due_seq is not None:
+            if reason is None and st.steps[sid].due_seq is not None:
                 reason = f"{sid} due"
-                break
         if reason is None:
             return False
         st.supervisor_alert_seq, st.supervisor_alert_reason = seq, reason
