@@ -76,7 +76,7 @@ class IncidentRecord(BaseModel):
     date_time: datetime | None = Field(
         default=None, title="Date and time", description="when the call began (UTC)"
     )
-    duration_s: float | None = Field(default=None, title="Duration (s)", description="length of the call")
+    duration_s: float | None = Field(default=None, title="Duration", description="length of the call in seconds")
     agent: AgentInfo = Field(title="Agent", description="the agent's name and ID")
     customer: CustomerInfo = Field(title="Customer", description="the customer's name and contact details")
     description: str = Field(title="Description", description="the customer's behaviour")

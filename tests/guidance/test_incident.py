@@ -134,7 +134,7 @@ def test_incident_markdown_and_pdf_follow_the_field_list(
         for f in INCIDENT_FIELDS
     ]
     assert positions == sorted(positions)
-    assert "**Duration (s)**: 114 s" in md
+    assert "**Duration**: 114 s" in md
     assert "**Agent**: Sam (ID agent-7)" in md
     assert "- seq 11 [FIRST WARNING]: \"I'm here to help, but I can't continue" in md
     assert "IncidentField" not in md and "object at 0x" not in md
