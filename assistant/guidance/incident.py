@@ -76,7 +76,9 @@ class IncidentRecord(BaseModel):
     date_time: datetime | None = Field(
         default=None, title="Date and time", description="when the call began (UTC)"
     )
-    duration_s: float | None = Field(default=None, title="Duration", description="length of the call in seconds")
+    duration_s: float | None = Field(
+        default=None, title="Duration", description="length of the call in seconds"
+    )
     agent: AgentInfo = Field(title="Agent", description="the agent's name and ID")
     customer: CustomerInfo = Field(title="Customer", description="the customer's name and contact details")
     description: str = Field(title="Description", description="the customer's behaviour")
@@ -92,10 +94,10 @@ class IncidentRecord(BaseModel):
         default_factory=list, title="Warnings given", description="protocol steps the agent carried out"
     )
     supervisor_involved: bool = Field(
-        title="Supervisor involved", description="whether a supervisor took part"
+        title="Supervisor involvement", description="whether a supervisor or manager took part"
     )
     supervisor: Supervisor = Field(
-        default_factory=Supervisor, title="Supervisor", description="who, and when"
+        default_factory=Supervisor, title="Supervisor details", description="who, when alerted, handover"
     )
     follow_up: list[str] = Field(
         default_factory=list, title="Follow-up", description="actions agreed or needed"
