@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -436,3 +437,17 @@ def render_report(runs: Sequence[Run], *, title: str = "Model report") -> str:
         parts.append(f"<p class=note>Not recognised (no per_label, recall@1 or p95_ms): {names}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def latest_report(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest red-flag evaluation report (a JSON object with ``per_label``) in ``reports_dir``."""
+    if not reports_dir.is_dir():
+        return None
+    for path in sorted(reports_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "per_label" in data:
+            return path, data
+    return None

@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from streaming_support import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.knowledge.advisor import KnowledgeAdvisor
 from assistant.knowledge.embedder import FakeEmbedder
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def test_procedures_lists_the_steps_of_a_shipped_sop(tmp_path: Path) -> None:

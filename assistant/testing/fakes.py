@@ -138,8 +138,17 @@ class RuleAdvisorState:
 class RuleAdvisor:
     """Picks a procedure from the red flags and a few trigger words; agent turns advance the step."""
 
+    def warm_up(self) -> None:
+        return None
+
     def start_call(self) -> AdvisorState:
         return RuleAdvisorState()
+
+    def query_encoder(self) -> None:
+        return None  # no encoder: nothing to batch
+
+    def procedure(self, procedure_id: str) -> None:
+        return None  # a stand-in has no knowledge base to list
 
     def advise(
         self,
@@ -149,6 +158,7 @@ class RuleAdvisor:
         text: str,
         context: tuple[str, ...],
         flags: RedFlagResult | None,
+        vector: Any | None = None,
     ) -> list[Suggestion]:
         if not isinstance(state, RuleAdvisorState):
             raise TypeError(f"expected RuleAdvisorState from start_call(), got {type(state).__name__}")
