@@ -137,6 +137,18 @@ INCIDENT_FIELDS: tuple[IncidentField, ...] = tuple(
     )
     for name in _SOP_ORDER
 )
+
+
+def incident_fields() -> tuple[IncidentField, ...]:
+    """The incident report's fields, in report order (the SOP's list).
+
+    Example:
+        >>> [f.name for f in incident_fields()][:3]
+        ['date_time', 'duration_s', 'agent']
+    """
+    return INCIDENT_FIELDS
+
+
 # What a supervisor may change (PATCH); the call's facts (times, quotes, agent turns) stay as recorded.
 EDITABLE_FIELDS: frozenset[str] = frozenset(
     {"customer", "description", "supervisor_involved", "supervisor", "follow_up", "status"}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assistant.calls.fakes import KeywordAnalyzer
+from assistant.testing import KeywordAnalyzer
 from assistant.calls.redaction import redact
 from assistant.guidance.facts import CallFacts, Turn
 from assistant.guidance.policy import (
