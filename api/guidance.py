@@ -34,7 +34,7 @@ from .security import requires
 
 router = APIRouter(tags=["guidance"])
 CallId = Annotated[str, Path(pattern=CALL_ID_PATTERN, description="a safe call identifier")]
-MAX_REPORT_DAYS = 366
+MAX_REPORT_CALLS = 10_000  # the oldest calls of the period, if it holds more
 
 
 def _service(request: Request) -> CallService:
@@ -91,7 +91,9 @@ async def call_summary(
 ) -> CallSummaryNote:
     """The post-call summary for the call log: reason, what was done, outcome, follow-ups."""
     policies = _policies(request)
-    return summarise_call(facts_from_record(await _record(request, call_id)), policies.stages, policies.protocol)
+    return summarise_call(
+        facts_from_record(await _record(request, call_id)), policies.stages, policies.protocol
+    )
 
 
 async def _incident(request: Request, call_id: str) -> IncidentRecord:
@@ -127,7 +129,9 @@ async def _render(record: IncidentRecord, kind: str) -> Response:
 async def get_incident_report(
     call_id: CallId,
     request: Request,
-    format: Literal["json", "markdown", "pdf"] | None = Query(None, description="overrides the Accept header"),
+    format: Literal["json", "markdown", "pdf"] | None = Query(
+        None, description="overrides the Accept header"
+    ),
     _: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> Response:
     """The call's incident record: JSON, Markdown (default) or PDF."""
@@ -206,14 +210,14 @@ async def supervisor_report(
     stop = _day_or_time(until, end=True) if until else datetime.now(UTC)
     if stop <= start:
         raise HTTPException(422, detail="until must be after since")
-    if stop - start > timedelta(days=MAX_REPORT_DAYS):
-        raise HTTPException(422, detail=f"a report covers at most {MAX_REPORT_DAYS} days")
     svc = _service(request)
     await svc.flush()
     if svc.store is None:
         report = SupervisorReport(since=start, until=stop, calls=[], agents=[])
     else:
-        report = await report_from_store(svc.store, _policies(request), since=start, until=stop, agent=agent)
+        report = await report_from_store(
+            svc.store, _policies(request), since=start, until=stop, agent=agent, limit=MAX_REPORT_CALLS
+        )
     if format == "csv":
         name = f"supervisor-report-{start:%Y%m%d}-{stop:%Y%m%d}.csv"
         return Response(

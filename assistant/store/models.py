@@ -143,7 +143,9 @@ class IncidentReport(Base):
 
     __tablename__ = "incident_reports"
 
-    call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    call_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
     record: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime]

@@ -443,6 +443,21 @@ class Store:
             summary.open_alerts = open_counts.get(summary.id, 0)
         return summaries
 
+    async def calls_started_between(
+        self, since: datetime, until: datetime, *, agent: str | None = None, limit: int = 10_000
+    ) -> list[str]:
+        """Ids of the calls that began in ``[since, until)`` (handled by ``agent``, if given), oldest first."""
+        async with self.engine.connect() as conn:
+            q = (
+                select(m.Call.id)
+                .where(m.Call.started_at >= since, m.Call.started_at < until)
+                .order_by(m.Call.started_at)
+                .limit(limit)
+            )
+            if agent is not None:
+                q = q.where(m.Call.agent == agent)
+            return [row[0] for row in (await conn.execute(q)).all()]
+
     async def get_call(self, call_id: str) -> CallRecord | None:
         async with self.engine.connect() as conn:
             call = (await conn.execute(select(m.Call).where(m.Call.id == call_id))).first()
