@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from streaming_support import TRANSCRIPTS, make_settings
+from streaming_support import TRANSCRIPTS, LiveServer, make_settings
 
 from assistant.api.app import create_app
 from assistant.auth import issue_token
+from assistant.cli import main as cli_main
 from assistant.errors import ConfigurationError
 from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
@@ -300,3 +302,33 @@ def test_guidance_real_model_abusive_replay(tmp_path: Path) -> None:
             (11, "first_warning"),
         ]
         assert c.get("/v1/calls/g-real/qa").json()["score"] == 0.6
+
+
+def test_guidance_cli_replay_records_the_agent(
+    live_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's "done when": `assistant replay ... --agent agent-7`, then a complete record and the QA view."""
+    path = TRANSCRIPTS / "billing-dispute-abusive.jsonl"
+    args = [
+        "replay",
+        str(path),
+        "--url",
+        live_server.ws_url,
+        "--speed",
+        "0",
+        "--call-id",
+        "g-cli",
+        "--agent",
+        "agent-7",
+    ]
+    assert cli_main(args) == 0
+    assert "call ended" in capsys.readouterr().out
+    base = live_server.http_url
+    assert httpx.get(f"{base}/v1/calls/g-cli").json()["agent"] == "agent-7"
+    report = httpx.get(
+        f"{base}/v1/calls/g-cli/incident-report", headers={"Accept": "application/json"}
+    ).json()
+    assert report["agent"] == {"id": "agent-7", "name": "Sam"}
+    assert report["actions_taken"][0] == report["actions_taken"][0] | {"seq": 9, "text": ABUSIVE_AGENT_LINE}
+    qa = httpx.get(f"{base}/v1/calls/g-cli/qa").json()
+    assert qa["agent"] == "agent-7" and qa["score"] == 0.6
