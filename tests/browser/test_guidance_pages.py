@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_support import TRANSCRIPTS, BrowserServer
+from browser_support import TRANSCRIPTS, BrowserServer, browser_settings
 from websockets.sync.client import connect
+
+from assistant.api.app import create_app
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 pytestmark = pytest.mark.browser
 
@@ -33,6 +36,18 @@ def _stream(server: BrowserServer, call_id: str, *, agent: str) -> None:
 
 def _shot(page: Any, artifacts: Path, name: str) -> None:
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=False)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
+    """A server of its own: the shared one's alert counts are checked by test_pages.py."""
+    app = create_app(
+        browser_settings(tmp_path_factory.mktemp("guidance-var")),
+        analyzer=KeywordAnalyzer(),
+        advisor=RuleAdvisor(),
+    )
+    with BrowserServer(app) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
