@@ -332,3 +332,18 @@ def test_guidance_cli_replay_records_the_agent(
     assert report["actions_taken"][0] == report["actions_taken"][0] | {"seq": 9, "text": ABUSIVE_AGENT_LINE}
     qa = httpx.get(f"{base}/v1/calls/g-cli/qa").json()
     assert qa["agent"] == "agent-7" and qa["score"] == 0.6
+
+
+def test_guidance_cli_replay_prints_the_checklist_and_protocol(
+    live_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = TRANSCRIPTS / "billing-dispute-abusive.jsonl"
+    assert (
+        cli_main(["replay", str(path), "--url", live_server.ws_url, "--speed", "0", "--call-id", "g-cli-out"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "STAGE identification" in out and "CHECKLIST ✓ Standard greeting given" in out
+    assert "PROTOCOL due: first_warning" in out and "PROTOCOL done: first_warning" in out
+    assert 'PROTOCOL due: final_warning (severity high): "This is my final warning' in out
+    assert "WELL-BEING offered: Take a short break, Ask a supervisor to join" in out
