@@ -1,7 +1,7 @@
 """Deterministic stand-ins with the real interfaces, for fast tests and model-free demos.
 
 ``KeywordAnalyzer`` implements ``RedFlagAnalyzer`` with a keyword list; ``RuleAdvisor`` implements
-``NextStepAdvisor`` with three hard-coded procedures. Neither is a model: use them where speed and
+``NextStepAdvisor`` with three SOPs of ``knowledge_base/`` chosen by rules. Neither is a model: use them where speed and
 determinism matter more than accuracy (``ASSISTANT_USE_FAKE_MODELS=1``).
 
 Example:
@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
+from assistant.errors import ConfigurationError
+from assistant.knowledge.document import Procedure, parse_file
 from assistant.labels import GROUPS, LABELS
+from assistant.settings import PROJECT_ROOT
 from assistant.types import (
     AdvisorState,
     LabelScore,
@@ -69,56 +73,25 @@ class KeywordAnalyzer:
         return RedFlagResult(labels=labels, groups=groups)
 
 
-@dataclass(frozen=True, slots=True)
-class _Procedure:
-    id: str
-    title: str
-    stage: str
-    steps: tuple[tuple[str, str], ...]  # (step, script)
+# The SOPs the rule advisor follows, read from the shipped knowledge base (the same files the real advisor
+# indexes), so the stand-in never shows steps or scripts the product does not have.
+RULE_PROCEDURES: Final[tuple[str, ...]] = ("abusive-caller", "escalation-to-supervisor", "billing-inquiry")
 
 
-PROCEDURES: Final[dict[str, _Procedure]] = {
-    "abusive-caller": _Procedure(
-        "abusive-caller",
-        "Handling abusive or threatening callers",
-        "problem_resolution",
-        (
-            (
-                "Stay calm and redirect.",
-                "I want to help you with this, and I can do that best if we focus on it.",
-            ),
-            (
-                "Give a clear warning.",
-                "I'm here to help, but I can't continue if the language stays abusive.",
-            ),
-            (
-                "Offer a way forward.",
-                "If you'd prefer, I can arrange a callback or put you through to my supervisor.",
-            ),
-            ("End the call if the abuse continues.", "As I explained, I'm ending this call now."),
-        ),
-    ),
-    "escalation-to-supervisor": _Procedure(
-        "escalation-to-supervisor",
-        "Escalating to a supervisor",
-        "problem_resolution",
-        (
-            ("Acknowledge the request.", "I understand you'd like to speak with a supervisor."),
-            ("Offer to resolve it first.", "Before I transfer you, may I try one more thing to fix this?"),
-            ("Warm-transfer with a summary.", "I'm connecting you now and I've briefed my supervisor."),
-        ),
-    ),
-    "billing-inquiry": _Procedure(
-        "billing-inquiry",
-        "Billing inquiries and disputes",
-        "problem_resolution",
-        (
-            ("Verify the account.", "Can I confirm the account holder's name and the last four digits?"),
-            ("Review the charge.", "Let me look at that charge with you."),
-            ("Explain or correct it.", "I can see what happened; here is how we'll put it right."),
-        ),
-    ),
-}
+def load_procedures(
+    folder: Path = PROJECT_ROOT / "knowledge_base", ids: tuple[str, ...] = RULE_PROCEDURES
+) -> dict[str, Procedure]:
+    """The SOPs ``ids`` parsed from ``folder/<id>.md``; a missing or broken file is a ConfigurationError."""
+    out: dict[str, Procedure] = {}
+    for proc_id in ids:
+        parsed = parse_file(folder / f"{proc_id}.md", root=folder)
+        if parsed.procedure is None:
+            problems = "; ".join(str(p) for p in parsed.problems) or "no procedure"
+            raise ConfigurationError(f"the rule advisor needs {folder / proc_id}.md: {problems}")
+        out[proc_id] = parsed.procedure
+    return out
+
+
 _TRIGGERS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("escalation-to-supervisor", re.compile(r"\b(manager|supervisor)\b", re.IGNORECASE)),
     ("billing-inquiry", re.compile(r"\b(bill|billing|charged?|refund|invoice)\b", re.IGNORECASE)),
@@ -138,6 +111,9 @@ class RuleAdvisorState:
 class RuleAdvisor:
     """Picks a procedure from the red flags and a few trigger words; agent turns advance the step."""
 
+    def __init__(self, procedures: dict[str, Procedure] | None = None) -> None:
+        self.procedures = procedures if procedures is not None else load_procedures()
+
     def warm_up(self) -> None:
         return None
 
@@ -147,8 +123,8 @@ class RuleAdvisor:
     def query_encoder(self) -> None:
         return None  # no encoder: nothing to batch
 
-    def procedure(self, procedure_id: str) -> None:
-        return None  # a stand-in has no knowledge base to list
+    def procedure(self, procedure_id: str) -> Procedure | None:
+        return self.procedures.get(procedure_id)
 
     def advise(
         self,
@@ -164,7 +140,7 @@ class RuleAdvisor:
             raise TypeError(f"expected RuleAdvisorState from start_call(), got {type(state).__name__}")
         if speaker == "agent":
             if state.procedure_id is not None:
-                proc = PROCEDURES[state.procedure_id]
+                proc = self.procedures[state.procedure_id]
                 state.done.append(state.step_index)
                 state.step_index = min(state.step_index + 1, len(proc.steps) - 1)
             return self._suggest(state, "step done by the agent")
@@ -186,17 +162,17 @@ class RuleAdvisor:
     def _suggest(self, state: RuleAdvisorState, reason: str) -> list[Suggestion]:
         if state.procedure_id is None:
             return []
-        proc = PROCEDURES[state.procedure_id]
-        step, script = proc.steps[state.step_index]
+        proc = self.procedures[state.procedure_id]
+        step = proc.steps[state.step_index]
         return [
             Suggestion(
                 procedure_id=proc.id,
                 procedure_title=proc.title,
                 step_index=state.step_index,
                 step_count=len(proc.steps),
-                step=step,
-                script=script,
-                source=f"knowledge_base/{proc.id}.md",
+                step=f"{step.title}. {step.action}".strip(),
+                script=step.script,
+                source=proc.step_source(state.step_index),
                 score=0.9,
                 reason=reason,
                 stage=proc.stage,
