@@ -28,6 +28,7 @@ from assistant.events.messages import (
     ErrorEvent,
     ErrorReason,
     FlagEvent,
+    GuidanceEvent,
     ProcessedEvent,
     SeverityEvent,
     SeverityOut,
@@ -170,6 +171,8 @@ class AnalysisPipeline:
                 self._advisor_pool, advise
             )
             await self._suggest(live, chunk, suggestions)
+        if s.guidance is not None:
+            await self._guide(live, chunk, result.flagged if result is not None else [])
 
     async def _score(self, live: LiveCall, chunk: ChunkData, result: RedFlagResult) -> None:
         s = live.session
@@ -244,6 +247,21 @@ class AnalysisPipeline:
         await self.events.emit(live, event)
         self.metrics.first_event_latency.observe(time.perf_counter() - chunk.received)
         self.recorder.suggestions(s.call_id, chunk.seq, event.eid, suggestions)
+
+    async def _guide(self, live: LiveCall, chunk: ChunkData, flagged: list[str]) -> None:
+        """Stages, required steps and the abuse protocol: a ``guidance`` event when the turn moved any of them."""
+        s = live.session
+        payload = s.guidance.observe(chunk.seq, chunk.speaker, chunk.text, flagged)
+        if payload is None:
+            return
+        payload.pop("type")
+        event = GuidanceEvent(call_id=s.call_id, **payload)
+        await self.events.emit(live, event)
+        if event.supervisor_alert:
+            abusive = [label for label in flagged if label in s.guidance.policies.protocol.abusive_labels]
+            decision = s.episodes.protocol_alert(abusive)
+            if decision is not None:
+                await self.alerts.raise_alert(live, chunk, decision, s.severity.current)
 
     # ---- one utterance, outside any call ----------------------------------------------------------------
     async def analyze_once(self, text: str, context: list[str]) -> Analysis:

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", default="7d", help="start of the period: ISO date/time or an age (default 7d)")
     p.add_argument("--until", default=None, help="end of the period (default: now)")
     p.add_argument("--agent", default=None, help="only this agent's calls")
-    p.add_argument("--limit", type=int, default=10_000, help="at most this many calls (newest first)")
+    p.add_argument(
+        "--limit", type=int, default=10_000, help="at most this many calls (the oldest of the period)"
+    )
     p.add_argument("--csv", type=Path, default=None, help="write one row per call here")
     p.add_argument("--chart", type=Path, default=None, help="write the chart (PNG) here")
     p.add_argument("--json", type=Path, default=None, help="write the whole report (JSON) here")

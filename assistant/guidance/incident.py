@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from assistant.guidance.facts import CallFacts, replay_trackers
-from assistant.guidance.policy import ProtocolPolicy, StagePolicy, matches_any
+from assistant.guidance.policy import ProtocolPolicy, StagePolicy, first_match, matches
 
 CustomerNameMode = Literal["initials", "full", "withheld"]
 
@@ -137,6 +137,18 @@ INCIDENT_FIELDS: tuple[IncidentField, ...] = tuple(
     )
     for name in _SOP_ORDER
 )
+
+
+def incident_fields() -> tuple[IncidentField, ...]:
+    """The incident report's fields, in report order (the SOP's list).
+
+    Example:
+        >>> [f.name for f in incident_fields()][:3]
+        ['date_time', 'duration_s', 'agent']
+    """
+    return INCIDENT_FIELDS
+
+
 # What a supervisor may change (PATCH); the call's facts (times, quotes, agent turns) stay as recorded.
 EDITABLE_FIELDS: frozenset[str] = frozenset(
     {"customer", "description", "supervisor_involved", "supervisor", "follow_up", "status"}
@@ -184,7 +196,7 @@ def _customer(
     if identity_reply is not None:  # the answer to "can I confirm your name" is the likeliest place
         candidates.sort(key=lambda t: t.seq != identity_reply)
     for t in candidates:
-        m = matches_any(stages.names.customer, t.text)
+        m = first_match(stages.names.customer, t.text)
         if m is not None:
             name = m.group("name")
             break
@@ -204,7 +216,7 @@ def _agent(facts: CallFacts, stages: StagePolicy) -> AgentInfo:
     name = None
     for t in facts.turns:
         if t.speaker == "agent":
-            m = matches_any(stages.names.agent, t.text)
+            m = first_match(stages.names.agent, t.text)
             if m is not None:
                 name = m.group("name")
             break  # only the greeting names the agent
@@ -237,9 +249,9 @@ def draft_incident(
             continue
         if t.seq in given:
             kind = given[t.seq]
-        elif matches_any(protocol.incident.handover, t.text) is not None:
+        elif matches(protocol.incident.handover, t.text):
             kind = "handover"
-        elif matches_any(protocol.de_escalation, t.text) is not None:
+        elif matches(protocol.de_escalation, t.text):
             kind = "de-escalation"
         else:
             kind = "response"

@@ -26,15 +26,11 @@ async def report_from_store(
     limit: int = 10_000,
 ) -> SupervisorReport:
     """Every stored call that began in ``[since, until)`` (and was handled by ``agent``, if given)."""
-    summaries = await store.list_calls(limit=limit)
     facts = []
-    for s in summaries:
-        if not (since <= s.started_at < until) or (agent is not None and s.agent != agent):
-            continue
-        record = await store.get_call(s.id)
+    for call_id in await store.calls_started_between(since, until, agent=agent, limit=limit):
+        record = await store.get_call(call_id)
         if record is not None:
             facts.append(facts_from_record(record))
-    facts.sort(key=lambda f: (f.started_at is None, f.started_at))
     return build_report(facts, policies.stages, policies.protocol, since=since, until=until)
 
 

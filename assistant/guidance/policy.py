@@ -37,6 +37,7 @@ def _compile(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
     for p in patterns:
         try:
             out.append(re.compile(p, re.IGNORECASE))
+            re.compile(f"(?:{p})|(?:x)")  # lists are matched as one alternation: e.g. no global (?i) flags
         except re.error as e:
             raise ValueError(f"bad regular expression {p!r}: {e}") from e
     return tuple(out)
@@ -63,8 +64,19 @@ def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     return _compile(list(patterns))
 
 
-def matches_any(patterns: list[str], text: str) -> re.Match[str] | None:
-    """The first match of any pattern in ``text`` (case-insensitive), or None."""
+@lru_cache(maxsize=4096)
+def _joined(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    # One alternation instead of one search per pattern: a turn is scanned once per list (measured 2-3x faster).
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+def matches(patterns: list[str], text: str) -> bool:
+    """Whether any of the patterns occurs in ``text`` (case-insensitive)."""
+    return bool(patterns) and _joined(tuple(patterns)).search(text) is not None
+
+
+def first_match(patterns: list[str], text: str) -> re.Match[str] | None:
+    """The first pattern's match in ``text`` (for patterns with named groups, e.g. a person's name)."""
     for p in _compiled(tuple(patterns)):
         m = p.search(text)
         if m is not None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from assistant.guidance.policy import ProtocolPolicy, matches_any
+from assistant.guidance.policy import ProtocolPolicy, matches
 
 
 @dataclass(slots=True)
@@ -182,7 +182,7 @@ class ProtocolTracker:
             ready = all(
                 st.steps[r].given_seq is not None and st.steps[r].given_seq != seq for r in step.requires
             )
-            if (s.due_seq is not None or ready) and matches_any(step.said, text) is not None:
+            if (s.due_seq is not None or ready) and matches(step.said, text):
                 s.given_seq, s.evidence = seq, text
                 given.append(step.id)
         ended = False

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from assistant.guidance.facts import CallFacts, replay_trackers
 from assistant.guidance.incident import needs_incident
-from assistant.guidance.policy import ProtocolPolicy, StagePolicy, matches_any
+from assistant.guidance.policy import ProtocolPolicy, StagePolicy, matches
 from assistant.guidance.qa import score_call
 
 UNKNOWN_AGENT = "(unknown)"
@@ -71,10 +71,7 @@ class SupervisorReport(BaseModel):
 def call_metrics(facts: CallFacts, stages: StagePolicy, protocol: ProtocolPolicy) -> CallMetrics:
     st, pt = replay_trackers(facts, stages, protocol)
     pos = pt.position()
-    handed = any(
-        t.speaker == "agent" and matches_any(protocol.incident.handover, t.text) is not None
-        for t in facts.turns
-    )
+    handed = any(t.speaker == "agent" and matches(protocol.incident.handover, t.text) for t in facts.turns)
     return CallMetrics(
         call_id=facts.call_id,
         agent=facts.agent or UNKNOWN_AGENT,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from assistant.guidance.policy import StagePolicy, StepRule, matches_any
+from assistant.guidance.policy import StagePolicy, StepRule, matches
 
 
 @dataclass(slots=True)
@@ -116,7 +116,7 @@ class StageTracker:
                 continue
             if st.stage not in self.policy.allowed_from(stage):
                 continue
-            if matches_any(stage.cues, text) is not None:
+            if matches(stage.cues, text):
                 st.stage = stage.id
                 st.sequence.append(StageEntry(stage.id, seq))
                 entered.append(stage.id)
@@ -141,9 +141,9 @@ class StageTracker:
             return False
         if rule.stages and self.state.stage not in rule.stages:
             return False
-        if matches_any(rule.any, text) is None:
+        if not matches(rule.any, text):
             return False
-        return all(matches_any([p], text) is not None for p in rule.all)
+        return all(matches([p], text) for p in rule.all)
 
     def _replies(self, seq: int, speaker: str, text: str) -> list[str]:
         """Complete or drop the steps waiting for this speaker's reply (only the very next turn counts)."""
@@ -155,7 +155,7 @@ class StageTracker:
                 keep.append(p)  # the same speaker again: still waiting for the other side
                 continue
             reply = next((r.reply for r in rules.get(p.step, []) if r.reply is not None), None)
-            if reply is not None and matches_any(reply.any, text) is not None:
+            if reply is not None and matches(reply.any, text):
                 self.state.steps[p.step] = StepDone(p.seq, p.evidence, p.speaker, reply_seq=seq)
                 done.append(p.step)
             # no match: the request went unanswered; a later request can still complete the step

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from assistant.guidance.facts import CallFacts, replay_trackers
 from assistant.guidance.incident import needs_incident
-from assistant.guidance.policy import ProtocolPolicy, StagePolicy, matches_any
+from assistant.guidance.policy import ProtocolPolicy, StagePolicy, matches
 
 _MIN_REASON_WORDS = 4  # "Hi." or "Hello?" is not a reason
 
@@ -61,10 +61,10 @@ def summarise_call(facts: CallFacts, stages: StagePolicy, protocol: ProtocolPoli
     done = [
         SummaryLine(seq=t.seq, text=t.text)
         for t in turns
-        if t.speaker == "agent" and matches_any(stages.summary.done, t.text) is not None
+        if t.speaker == "agent" and matches(stages.summary.done, t.text)
     ]
     handover = next(
-        (t.seq for t in turns if t.speaker == "agent" and matches_any(protocol.incident.handover, t.text)),
+        (t.seq for t in turns if t.speaker == "agent" and matches(protocol.incident.handover, t.text)),
         None,
     )
     if pos.ended_by_agent_seq is not None:
@@ -77,11 +77,7 @@ def summarise_call(facts: CallFacts, stages: StagePolicy, protocol: ProtocolPoli
         outcome = (
             "open: the call ended before the closing stage" if facts.status == "ended" else "call in progress"
         )
-    follow_ups = [
-        t.text
-        for t in turns
-        if t.speaker == "agent" and matches_any(stages.summary.follow_up, t.text) is not None
-    ]
+    follow_ups = [t.text for t in turns if t.speaker == "agent" and matches(stages.summary.follow_up, t.text)]
     incident = needs_incident(facts, protocol)
     if incident:
         reached = set(pos.reached) | set(facts.label_counts())

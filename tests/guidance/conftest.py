@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assistant.calls.fakes import KeywordAnalyzer
 from assistant.calls.redaction import redact
 from assistant.guidance.facts import CallFacts, Turn
 from assistant.guidance.policy import (
@@ -20,6 +19,7 @@ from assistant.guidance.policy import (
     load_stage_policy,
 )
 from assistant.settings import PROJECT_ROOT
+from assistant.testing import KeywordAnalyzer
 from assistant.types import Utterance
 
 TRANSCRIPTS = PROJECT_ROOT / "eval" / "transcripts"

@@ -140,3 +140,67 @@ def test_incident_markdown_and_pdf_follow_the_field_list(
     assert "IncidentField" not in md and "object at 0x" not in md
     pdf = incident_pdf(r)
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and len(pdf) > 1500
+
+
+def test_incident_from_a_stored_call_record(
+    stage_policy: StagePolicy, protocol_policy: ProtocolPolicy
+) -> None:
+    """A stored call (store records) drafts a plain-JSON record whose Markdown walks the field list."""
+    import json
+
+    from assistant.guidance.facts import facts_from_record
+    from assistant.store.records import AckRecord, AlertRecord, CallRecord, ChunkRecord, FlagRecord
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    chunk = ChunkRecord(seq=1, speaker="customer", text="you useless idiot", call_ts=2.0, received_at=now)
+    record = CallRecord(
+        id="c-1",
+        status="ended",
+        agent="agent-7",
+        started_at=now,
+        updated_at=now,
+        ended_at=now,
+        last_seq=2,
+        severity=0.5,
+        severity_level="medium",
+        peak_severity=0.5,
+        peak_level="medium",
+        transcript=[
+            chunk,
+            ChunkRecord(
+                seq=2, speaker="agent", text="I'm sorry you feel that way.", call_ts=5.0, received_at=now
+            ),
+        ],
+        flags=[
+            FlagRecord(
+                seq=1, labels=["insult"], scores={"insult": 0.9}, severity=0.5, level="medium", created_at=now
+            )
+        ],
+        alerts=[
+            AlertRecord(
+                id="a1",
+                call_id="c-1",
+                episode=1,
+                seq=1,
+                reason="abusive",
+                level="high",
+                severity=0.7,
+                labels=["insult"],
+                text="you useless idiot",
+                created_at=now,
+                updated_at=now,
+                acks=[AckRecord(subject="sup-1", created_at=now)],
+            )
+        ],
+    )
+    facts = facts_from_record(record)
+    assert [t.labels for t in facts.turns] == [("insult",), ()]
+    r = draft_incident(facts, stage_policy, protocol_policy)
+    data = json.loads(r.model_dump_json())
+    assert data["date_time"].startswith("2026-01-02T03:04:05") and data["duration_s"] == 3.0
+    assert data["agent"] == {"id": "agent-7", "name": None}
+    assert data["actions_taken"] == [
+        {"seq": 2, "ts": 5.0, "kind": "de-escalation", "text": "I'm sorry you feel that way."}
+    ]
+    assert data["supervisor_involved"] is True and data["supervisor"]["who"] == ["sup-1"]
+    assert "# Incident report: call c-1" in incident_markdown(r)

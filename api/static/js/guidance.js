@@ -64,7 +64,7 @@ export class GuidancePanel {
         el("span", { class: "sr-only" }, ` (${state === "done" ? "done" : state === "due" ? "due now" : "not reached"})`));
     }));
     const head = el("div", { class: "g-prot-head" },
-      el("strong", {}, "Abuse protocol"),
+      el("strong", {}, "Protocol"),
       el("span", { class: "badge level-high" }, p.severity_title || p.severity),
       p.may_end_call ? el("span", { class: "badge alerting" }, "You may end the call") : null,
       p.supervisor_alerted ? el("span", { class: "badge" }, "Supervisor alerted") : null);
@@ -74,6 +74,9 @@ export class GuidancePanel {
         ...p.wellbeing.map((w, i) => el("span", { title: w.detail }, `${i ? " · " : ""}${w.title}`)))
       : null;
     clear(this.protocol).append(head, ladder, say, care);
+    // What to say now matters most: keep it in view inside the region (the region scrolls, the page does not).
+    if (say && p.due !== this.shownDue) say.scrollIntoView({ block: "nearest" });
+    this.shownDue = p.due;
   }
 }
 
