@@ -127,6 +127,8 @@ def test_supervisor_qa_view_shows_adherence_with_evidence(supervisor: Any, artif
         "Greeting (line 1) → Identification (line 3)" in supervisor.locator(".panel .qa-stages").inner_text()
     )
     assert "agent agent-7" in supervisor.locator(".panel .report").inner_text()
+    summary = supervisor.locator(".panel .qa-summary").inner_text()
+    assert "I'm calling about my bill" in summary and "resolved on the call" in summary
     _shot(supervisor, artifacts, "supervisor-qa")
 
 

@@ -84,8 +84,16 @@ export class GuidancePanel {
 export async function renderQA(box, callId) {
   clear(box).append(el("p", { class: "empty" }, "Loading…"));
   try {
-    const qa = await api(`/v1/calls/${encodeURIComponent(callId)}/qa`);
+    const [qa, summary] = await Promise.all([
+      api(`/v1/calls/${encodeURIComponent(callId)}/qa`),
+      api(`/v1/calls/${encodeURIComponent(callId)}/summary`),
+    ]);
     const pct = Math.round(qa.score * 100);
+    const note = el("dl", { class: "qa-summary small" },
+      el("dt", {}, "Reason"), el("dd", {}, summary.reason ? `“${summary.reason}”` : "–"),
+      el("dt", {}, "Done"), el("dd", {}, summary.done.map((d) => `line ${d.seq}: “${d.text}”`).join(" · ") || "–"),
+      el("dt", {}, "Outcome"), el("dd", {}, summary.outcome),
+      el("dt", {}, "Follow-ups"), el("dd", {}, summary.follow_ups.join(" · ") || "–"));
     clear(box).append(
       el("h3", {}, `Script adherence: ${pct}%`),
       el("p", { class: "small muted" }, `${qa.done} of ${qa.required} required steps · agent ${qa.agent || "unknown"}`),
@@ -99,6 +107,8 @@ export async function renderQA(box, callId) {
           el("td", {}, s.done ? "✓ yes" : "✗ no"),
           el("td", { class: "num" }, s.seq ?? "–"),
           el("td", { class: "small" }, s.evidence ? `“${s.evidence}”` : "–"))))),
+      el("h4", {}, "Call log summary"),
+      note,
     );
   } catch (e) {
     clear(box).append(el("p", { class: "error" }, `No QA result: ${e.message}`));
