@@ -64,3 +64,14 @@ def test_report_empty_period_still_renders(
     report = build_report([], stage_policy, protocol_policy)
     assert report.calls == [] and report_csv(report).strip() == ",".join(CSV_COLUMNS)
     assert report_chart(report).startswith(b"\x89PNG")
+
+
+def test_summary_follow_ups_are_promises_not_past_dates(
+    demo: Callable[..., CallFacts], stage_policy: StagePolicy, protocol_policy: ProtocolPolicy
+) -> None:
+    s = summarise_call(demo("billing-dispute-abusive"), stage_policy, protocol_policy)
+    agent_lines = [f for f in s.follow_ups if not f.startswith("Supervisor")]
+    assert agent_lines == [
+        "I can raise a refund request for the duplicate charge right now, and it will show within five working days.",
+        "I've raised the refund, reference R-2291. I'm sorry for the trouble this caused.",
+    ]
