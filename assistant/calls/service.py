@@ -57,6 +57,8 @@ from assistant.events.messages import (
     is_safe_call_id,
 )
 from assistant.events.webhook import AlertWebhook
+from assistant.guidance.live import CallGuidance
+from assistant.guidance.policies import GuidancePolicies
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.store.records import ResumeState
@@ -97,9 +99,12 @@ class CallService:
         store: Store | None = None,
         webhook: AlertWebhook | None = None,
         metrics: ServiceMetrics | None = None,
+        guidance: GuidancePolicies | None = None,
     ) -> None:
         self.settings = settings
         self.advisor = advisor
+        # Call stages, QA and the abuse protocol (the policy files, validated at start-up); None: not tracked.
+        self.guidance = guidance
         self.bus: EventBus = bus or InProcessBus(history=settings.event_history)
         self.metrics = metrics or ServiceMetrics()
         self.webhook = webhook
@@ -249,6 +254,9 @@ class CallService:
         }
         events = [json.loads(m.data) for m in found.history]
         last_eid = max([m.eid for m in found.history] + [stored.last_eid if stored else 0])
+        if self.guidance is not None:
+            saved = snap.guidance_state if snap is not None and snap.guidance_state else None
+            s.guidance = CallGuidance(self.guidance, saved or (stored.guidance_state if stored else {}))
         if snap is None:  # a record written before snapshots existed: its seq watermark only, as before
             s.restore(
                 last_seq=stored.last_seq if stored else -1, lines=list(lines.values()), last_eid=last_eid
@@ -346,6 +354,8 @@ class CallService:
         )
         if self.advisor is not None:
             session.advisor_state = self.advisor.start_call()
+        if self.guidance is not None:
+            session.guidance = CallGuidance(self.guidance)
         return LiveCall(session=session, queue=asyncio.Queue(), started=time.monotonic())
 
     def _count_live(self) -> None:

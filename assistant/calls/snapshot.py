@@ -3,7 +3,8 @@
 What a call needs to go on where it stopped, on this worker after a restart or on another one after a crash
 or a drain: the seq and eid watermarks of the last processed chunk, the severity (its evidence, level and
 peak), the alert episodes (number, open or not, level alerted, alert ids and update counts), the flag counts,
-the suggestions shown and the advisor's state. The transcript itself is the store's (and the bus history's).
+the suggestions shown, the advisor's state and the call guidance's (stages, QA, abuse protocol). The
+transcript itself is the store's (and the bus history's).
 
 Example:
     >>> from assistant.calls.session import CallSession
@@ -46,6 +47,7 @@ class CallSnapshot:
     flag_counts: dict[str, int] = field(default_factory=dict)
     shown_suggestions: list[tuple[str, int]] = field(default_factory=list)
     advisor_state: dict[str, Any] = field(default_factory=dict)
+    guidance_state: dict[str, Any] = field(default_factory=dict)  # stages, QA and abuse protocol (guidance)
     version: int = VERSION
 
     @classmethod
@@ -75,6 +77,7 @@ class CallSnapshot:
             flag_counts=dict(s.flag_counts),
             shown_suggestions=[(p, i) for p, i in s.shown_suggestions],
             advisor_state=advisor_state,
+            guidance_state=s.guidance.to_dict() if s.guidance is not None else {},
         )
 
     def apply(self, s: CallSession) -> None:

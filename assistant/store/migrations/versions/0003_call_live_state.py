@@ -1,7 +1,7 @@
 """call live state: the snapshot a call resumes from (severity, episodes, alerts, advisor); one flag per chunk
 
-Revision ID: 0002_live_state
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-30 06:20:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_live_state"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
