@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested"
     )
     kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
+    # How an agent turn marks a step done: "lexical" (its words against the step scripts, no encoder pass)
+    # or "embedding" (its query vector against the step passages; one encoder pass per agent turn).
+    kb_step_tracking: Literal["lexical", "embedding"] = "lexical"
+    kb_script_threshold: float = Field(
+        default=0.6, gt=0.0, le=1.0, description="lexical step tracking: share of a script's words said"
+    )
 
     # Streaming service (issue 4)
     use_fake_models: bool = (
