@@ -48,6 +48,10 @@ class BatcherStopped(AssistantError):
     """predict() was called on a batcher that is not running; start it in the app lifespan."""
 
 
+class Shed(AssistantError):
+    """The item was not scored: its batcher was full, or its deadline passed while it queued (overload)."""
+
+
 class BatchPredictor(Protocol[In, Out]):
     """Anything scored a batch at a time: the red-flag classifier, or a query encoder (``QueryEncoder``)."""
 
@@ -59,6 +63,7 @@ class _Job(Generic[In, Out]):
     utterance: In
     future: asyncio.Future[Out]
     queued: float = 0.0  # perf_counter() when predict() queued it
+    deadline: float | None = None  # perf_counter() after which the result is useless: shed, not scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +94,31 @@ class MicroBatcher(Generic[In, Out]):
         max_wait_ms: float = 5.0,
         on_batch: Callable[[BatchStats], None] | None = None,
         name: str = "redflag-batch",
+        max_queued: int | None = None,
+        yield_to: MicroBatcher[Any, Any] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_queued is not None and max_queued < 1:
+            raise ValueError(f"max_queued must be >= 1 or None, got {max_queued}")
         self.analyzer = analyzer
         self.max_batch = max_batch
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
+        self.max_queued = max_queued
+        # Priority: while the batcher we yield to holds a full batch or more, this one runs no pass (the red
+        # flags' classifier goes first; on 2 cores the two model threads would otherwise split the CPU).
+        self._yield_to = yield_to
         self._on_batch = on_batch
         self._name = name
         self._jobs: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._queued = 0  # items waiting or in the pass (event-loop thread reads; worker decrements)
+        self._queued_lock = threading.Lock()
+
+    @property
+    def backlog(self) -> int:
+        """Items queued or in the model pass now."""
+        return self._queued
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -126,12 +146,19 @@ class MicroBatcher(Generic[In, Out]):
                 break
             if job is not _STOP and not job.future.done():
                 job.future.set_exception(BatcherStopped("the service is shutting down"))
+        self._queued = 0
 
-    async def predict(self, utterance: In) -> Out:
+    async def predict(self, utterance: In, *, deadline: float | None = None) -> Out:
+        """The item's result; raises ``Shed`` when the batcher is full (``max_queued``) or when ``deadline``
+        (a ``time.perf_counter()`` value) passes before its model pass begins."""
         if self._thread is None:
             raise BatcherStopped("MicroBatcher.predict() before start(); start it in the app lifespan")
+        if self.max_queued is not None and self._queued >= self.max_queued:
+            raise Shed(f"{self._name}: {self._queued} items queued (the limit)")
         fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(utterance, fut, time.perf_counter()))
+        with self._queued_lock:
+            self._queued += 1
+        self._jobs.put(_Job(utterance, fut, time.perf_counter(), deadline))
         return await fut
 
     # ---- the worker thread ----------------------------------------------------------------------------
@@ -158,6 +185,20 @@ class MicroBatcher(Generic[In, Out]):
             batch.append(job)
         return batch
 
+    def _done(self, n: int) -> None:
+        with self._queued_lock:
+            self._queued = max(0, self._queued - n)
+
+    def _wait_for_priority(self) -> None:
+        """Hold this worker while the batcher it yields to is a full batch or more behind (at most 1 s)."""
+        high = self._yield_to
+        if high is None:
+            return
+        waited = 0.0
+        while high.backlog >= high.max_batch and waited < 1.0:
+            time.sleep(0.002)
+            waited += 0.002
+
     def _work(self, jobs: queue.SimpleQueue[_Job[In, Out] | None], loop: asyncio.AbstractEventLoop) -> None:
         name_native_thread(self._name)
         last_size = 0
@@ -165,7 +206,21 @@ class MicroBatcher(Generic[In, Out]):
             batch = self._collect(jobs, last_size)
             if batch is None:
                 return
-            batch = [job for job in batch if not job.future.cancelled()]
+            self._wait_for_priority()
+            now = time.perf_counter()
+            live = [
+                j for j in batch if not j.future.cancelled() and (j.deadline is None or j.deadline >= now)
+            ]
+            late = [
+                j for j in batch if not j.future.cancelled() and j.deadline is not None and j.deadline < now
+            ]
+            self._done(len(batch) - len(live))
+            if late:
+                try:
+                    loop.call_soon_threadsafe(self._shed, late)
+                except RuntimeError:
+                    return
+            batch = live
             last_size = len(batch)
             if not batch:
                 continue
@@ -178,11 +233,18 @@ class MicroBatcher(Generic[In, Out]):
             except Exception as e:  # one bad batch must not stop the service
                 log.exception("batch failed", extra={"batcher": self._name, "batch_size": len(batch)})
                 outcome = e
+            self._done(len(batch))
             try:
                 stats = BatchStats(len(batch), time.perf_counter() - started, started - batch[0].queued)
                 loop.call_soon_threadsafe(self._deliver, batch, outcome, stats)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
+
+    def _shed(self, jobs: list[_Job[In, Out]]) -> None:
+        """On the event loop: fail the jobs whose deadline passed before their pass with ``Shed``."""
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(Shed(f"{self._name}: the item's deadline passed while it queued"))
 
     def _deliver(
         self, batch: list[_Job[In, Out]], outcome: list[Out] | BaseException, stats: BatchStats

@@ -110,6 +110,26 @@ class Settings(BaseSettings):
     # Speed (issue 6)
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
 
+    # Overload (issue 14, docs/protocol.md "Overload"): red flags are never skipped; suggestions and step
+    # tracking are, by priority, and counted in assistant_shed_total.
+    suggestion_max_age_ms: float = Field(
+        default=1500.0,
+        gt=0,
+        description="a customer turn's suggestion not started this long after arrival is skipped",
+    )
+    advice_queue_max: int = Field(
+        default=8, ge=1, description="turns of one call waiting for advice, at most"
+    )
+    query_queue_max: int = Field(
+        default=512, ge=1, description="query-encoder items queued across calls, at most (more are skipped)"
+    )
+    flags_late_ms: float = Field(
+        default=1000.0, gt=0, description="a red-flag result later than this counts red flags as behind"
+    )
+    degraded_recover_s: float = Field(
+        default=5.0, gt=0, description="a feature counts as recovered after this long without falling behind"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, v: str) -> str:
