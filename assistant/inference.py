@@ -73,6 +73,7 @@ class BatchStats:
     size: int
     seconds: float
     waited_s: float
+    cpu_s: float = 0.0  # the model thread's CPU time for the pass (less than seconds when it had to wait)
 
 
 _STOP = None  # the sentinel that ends a worker thread
@@ -225,6 +226,7 @@ class MicroBatcher(Generic[In, Out]):
             if not batch:
                 continue
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             outcome: list[Out] | BaseException
             try:
                 outcome = self.analyzer.predict([job.utterance for job in batch])
@@ -235,7 +237,12 @@ class MicroBatcher(Generic[In, Out]):
                 outcome = e
             self._done(len(batch))
             try:
-                stats = BatchStats(len(batch), time.perf_counter() - started, started - batch[0].queued)
+                stats = BatchStats(
+                    len(batch),
+                    time.perf_counter() - started,
+                    started - batch[0].queued,
+                    time.thread_time() - cpu_started,
+                )
                 loop.call_soon_threadsafe(self._deliver, batch, outcome, stats)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
