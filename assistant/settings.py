@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # Overload (issue 14, docs/protocol.md "Overload"): red flags are never skipped; suggestions and step
     # tracking are, by priority, and counted in assistant_shed_total.
     suggestion_max_age_ms: float = Field(
-        default=1500.0,
+        default=1000.0,
         gt=0,
         description="a customer turn's suggestion not started this long after arrival is skipped",
     )

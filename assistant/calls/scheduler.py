@@ -82,7 +82,7 @@ class AdviceLane(Generic[T]):
         self._turns: deque[Turn[T]] = deque()
         self._shed: list[Turn[T]] = []  # dropped by put() for the bound, handed out by the next take()
         self._closed = False
-        self._ready = asyncio.Event() if _has_loop() else None
+        self._ready = asyncio.Event()  # binds to the running loop at its first wait (Python >= 3.10)
 
     def __len__(self) -> int:
         return len(self._turns)
@@ -97,14 +97,12 @@ class AdviceLane(Generic[T]):
                 victim = self._turns[0]
             self._turns.remove(victim)
             self._shed.append(victim)
-        if self._ready is not None:
-            self._ready.set()
+        self._ready.set()
 
     def close(self) -> None:
         """No more turns will come; ``wait`` returns once the lane is empty."""
         self._closed = True
-        if self._ready is not None:
-            self._ready.set()
+        self._ready.set()
 
     def take(self) -> Taken[T]:
         """The next turn to advise, with the turns skipped before it (see the class)."""
@@ -125,18 +123,8 @@ class AdviceLane(Generic[T]):
                 return taken
             if taken.shed:
                 return taken  # nothing to advise, but skipped turns to account for now
-            if self._ready is None:
-                self._ready = asyncio.Event()
             self._ready.clear()
             await self._ready.wait()
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
