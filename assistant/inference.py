@@ -97,9 +97,12 @@ class MicroBatcher(Generic[In, Out]):
         name: str = "redflag-batch",
         max_queued: int | None = None,
         yield_to: MicroBatcher[Any, Any] | None = None,
+        workers: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         if max_queued is not None and max_queued < 1:
             raise ValueError(f"max_queued must be >= 1 or None, got {max_queued}")
         self.analyzer = analyzer
@@ -112,7 +115,10 @@ class MicroBatcher(Generic[In, Out]):
         self._on_batch = on_batch
         self._name = name
         self._jobs: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        # Several workers take batches from the one queue side by side (each pass on one core): the red flags'
+        # classifier can then use both cores of a 2-core machine while the query encoder yields to it.
+        self.workers = workers
+        self._threads: list[threading.Thread] = []
         self._queued = 0  # items waiting or in the pass (event-loop thread reads; worker decrements)
         self._queued_lock = threading.Lock()
 
@@ -122,24 +128,29 @@ class MicroBatcher(Generic[In, Out]):
         return self._queued
 
     async def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         self._jobs = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=self._work,
-            args=(self._jobs, asyncio.get_running_loop()),
-            name=f"{self._name}_0",
-            daemon=True,
-        )
-        self._thread.start()
+        loop = asyncio.get_running_loop()
+        self._threads = [
+            threading.Thread(
+                target=self._work, args=(self._jobs, loop), name=f"{self._name}_{i}", daemon=True
+            )
+            for i in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
+        threads, self._threads = self._threads, []
+        if not threads:
             return
-        self._jobs.put(_STOP)
-        # The batch in flight finishes (a model pass cannot be interrupted); wait for it off the loop.
-        await asyncio.get_running_loop().run_in_executor(None, thread.join, 30.0)
+        for _ in threads:
+            self._jobs.put(_STOP)  # one each; a worker that meets it mid-batch puts it back
+        # The batches in flight finish (a model pass cannot be interrupted); wait for them off the loop.
+        loop = asyncio.get_running_loop()
+        for thread in threads:
+            await loop.run_in_executor(None, thread.join, 30.0)
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -152,7 +163,7 @@ class MicroBatcher(Generic[In, Out]):
     async def predict(self, utterance: In, *, deadline: float | None = None) -> Out:
         """The item's result; raises ``Shed`` when the batcher is full (``max_queued``) or when ``deadline``
         (a ``time.perf_counter()`` value) passes before its model pass begins."""
-        if self._thread is None:
+        if not self._threads:
             raise BatcherStopped("MicroBatcher.predict() before start(); start it in the app lifespan")
         if self.max_queued is not None and self._queued >= self.max_queued:
             raise Shed(f"{self._name}: {self._queued} items queued (the limit)")
@@ -201,7 +212,7 @@ class MicroBatcher(Generic[In, Out]):
             waited += 0.002
 
     def _work(self, jobs: queue.SimpleQueue[_Job[In, Out] | None], loop: asyncio.AbstractEventLoop) -> None:
-        name_native_thread(self._name)
+        name_native_thread(threading.current_thread().name)
         last_size = 0
         while True:
             batch = self._collect(jobs, last_size)

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         gt=0,
         description="a customer turn's suggestion not started this long after arrival is skipped",
     )
+    redflag_workers: int = Field(
+        default=2, ge=1, description="red-flag model threads; 2 lets red flags use both cores under overload"
+    )
     advice_queue_max: int = Field(
         default=8, ge=1, description="turns of one call waiting for advice, at most"
     )

@@ -189,3 +189,27 @@ def test_the_low_priority_batcher_waits_while_the_high_one_is_a_batch_behind() -
     order = asyncio.run(run())
     # The query pass waits until the red flags' backlog is under one batch: at least 3 flag passes first.
     assert order.index("queries") >= 3, order
+
+
+def test_several_workers_run_passes_side_by_side_and_stop_cleanly() -> None:
+    both = threading.Barrier(2, timeout=5.0)
+
+    class Meeting:
+        """Each pass waits until a second pass runs at the same time (a single worker would time out)."""
+
+        def predict(self, items: list[str], /) -> list[str]:
+            both.wait()
+            return items
+
+    async def run() -> list[str]:
+        b: MicroBatcher[str, str] = MicroBatcher(Meeting(), max_batch=1, max_wait_ms=0, name="w", workers=2)
+        await b.start()
+        try:
+            return list(await asyncio.gather(b.predict("a"), b.predict("b")))
+        finally:
+            await b.stop()
+            assert b._threads == []
+
+    assert asyncio.run(run()) == ["a", "b"]
+    with pytest.raises(ValueError, match="workers"):
+        MicroBatcher(Meeting(), workers=0)
