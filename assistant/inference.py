@@ -292,4 +292,3 @@ def name_native_thread(name: str) -> None:
         libc.prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
     except (OSError, AttributeError):  # not Linux: the name is cosmetic
         pass
-

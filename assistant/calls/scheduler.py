@@ -10,6 +10,9 @@ Priorities, highest first (issue 14):
 3. ``steps``: step tracking on an agent turn (the advisor reading the agent's words). Cheap (lexical), so it
    is skipped only when more than ``ASSISTANT_ADVICE_QUEUE_MAX`` turns of one call wait for advice.
 
+A skipped customer turn's red flags are not lost to the advisor: they are carried into the call's next advised
+customer turn (``carry_flags``), so an insult in a skipped turn still brings up the abusive-caller procedure.
+
 Each call has an ``AdviceLane``: a bounded queue of the turns waiting for advice, drained in order by the
 call's advice worker, after their red-flag pass. Skipped work is counted (``assistant_shed_total{kind}``) and
 the chunk's ``processed`` event names it (``shed``). A ``Degradation`` says which features are behind:
@@ -32,6 +35,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
+
+from assistant.types import RedFlagResult
 
 Feature = Literal["red_flags", "suggestions", "steps"]
 FEATURES: tuple[Feature, ...] = ("red_flags", "suggestions", "steps")
@@ -181,3 +186,21 @@ class Degradation:
         for f in done:
             del self._last[f]
         return Change(self.features, tuple(f for f in FEATURES if f in done)) if done else None
+
+
+def carry_flags(older: RedFlagResult | None, newer: RedFlagResult | None) -> RedFlagResult | None:
+    """``newer`` with the flagged labels of ``older`` (a skipped turn's) added: per label the flagged score,
+    the higher one when both are. What the advisor reads for the turn that replaces a skipped one."""
+    if older is None or not older.flagged:
+        return newer
+    if newer is None:
+        return older
+    labels = dict(newer.labels)
+    for name, old in older.labels.items():
+        cur = labels.get(name)
+        if old.flagged and (cur is None or not cur.flagged or old.probability > cur.probability):
+            labels[name] = old
+    groups = {
+        g: max(newer.groups.get(g, 0.0), older.groups.get(g, 0.0)) for g in {*newer.groups, *older.groups}
+    }
+    return RedFlagResult(labels=labels, groups=groups, truncated=newer.truncated)

@@ -213,3 +213,22 @@ def test_several_workers_run_passes_side_by_side_and_stop_cleanly() -> None:
     assert asyncio.run(run()) == ["a", "b"]
     with pytest.raises(ValueError, match="workers"):
         MicroBatcher(Meeting(), workers=0)
+
+
+def test_a_skipped_turns_red_flags_are_carried_into_the_next_advice() -> None:
+    from assistant.calls.scheduler import carry_flags
+    from assistant.labels import LABELS
+    from assistant.types import LabelScore, RedFlagResult
+
+    def result(**probs: float) -> RedFlagResult:
+        labels = {n: LabelScore(n, probs.get(n, 0.01), 0.5, probs.get(n, 0.01) >= 0.5) for n in LABELS}
+        return RedFlagResult(labels, {"abusive": max(labels[n].probability for n in ("insult", "threat"))})
+
+    skipped, calm = result(insult=0.9), result(churn_risk=0.7)
+    merged = carry_flags(skipped, calm)
+    assert merged is not None and sorted(merged.flagged) == ["churn_risk", "insult"]
+    assert merged.groups["abusive"] == 0.9 and merged.labels["insult"].probability == 0.9
+    assert carry_flags(None, calm) is calm and carry_flags(result(), calm) is calm
+    assert carry_flags(skipped, None) is skipped
+    stronger = carry_flags(result(insult=0.6), result(insult=0.8))
+    assert stronger is not None and stronger.labels["insult"].probability == 0.8
