@@ -182,12 +182,16 @@ class AnalysisPipeline:
         s = live.session
         context = s.context_before(chunk.seq)
         item = _Advice(chunk, context, None, None)
-        if not chunk.text.strip() or self.advisor is None:
-            pass
-        elif self.embed_batcher is not None and self.advisor.needs_vector(chunk.speaker):
+        advisor, encoder = self.advisor, self.embed_batcher
+        if (
+            advisor is not None
+            and encoder is not None
+            and chunk.text.strip()
+            and advisor.needs_vector(chunk.speaker)
+        ):
             # Encoded while the classifier scores the chunk; skipped by the batcher if it cannot start in time.
             deadline = chunk.received + self.settings.suggestion_max_age_ms / 1000.0
-            item.vector = asyncio.ensure_future(self.embed_batcher.predict(chunk.text, deadline=deadline))
+            item.vector = asyncio.ensure_future(encoder.predict(chunk.text, deadline=deadline))
             item.vector.add_done_callback(_consume_exception)
         if chunk.speaker != "customer":
             return item
@@ -198,6 +202,8 @@ class AnalysisPipeline:
             raise
         except Exception as e:
             item.failed = True
+            if item.vector is not None:
+                item.vector.cancel()  # no advice for a chunk whose analysis failed
             await self._failed(live, chunk, e)
             return item
         late = time.perf_counter() - chunk.received > self.settings.flags_late_ms / 1000.0
@@ -218,19 +224,21 @@ class AnalysisPipeline:
             if item is None:
                 continue
             skipped: Feature | None = None
+            advised = False
             try:
                 if not item.failed:
                     skipped = await self._advise(live, item)
+                    advised = skipped is None
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 await self._failed(live, item.chunk, e)
             if skipped is not None:
                 await self._shed(live, item, skipped)
-            else:
-                await self._processed(live, item.chunk)
-                if not item.failed:
-                    await self._call_feature(live, feature_of(item.chunk.speaker), behind=False)
+                continue
+            await self._processed(live, item.chunk)
+            if advised:
+                await self._call_feature(live, feature_of(item.chunk.speaker), behind=False)
 
     async def _advise(self, live: LiveCall, item: _Advice) -> Feature | None:
         """Next-step advice for one turn; the feature skipped (its vector came too late), or None when done."""
