@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     store_linger_ms: float = Field(default=100.0, ge=0)
     context_turns: int = Field(default=3, ge=0)
 
-    # Knowledge base and next-step retrieval (issue 3)
+    # Knowledge base and next-step retrieval
     kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
     kb_refresh_s: float = Field(
         default=2.0, ge=0, description="how often new calls look for changed SOP files"
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         default=0.6, gt=0.0, le=1.0, description="lexical step tracking: share of a script's words said"
     )
 
-    # Streaming service (issue 4)
+    # Streaming service: calls, severity, alerts
     use_fake_models: bool = (
         False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
     )
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`"
     )
 
-    # Speed (issue 6)
+    # Serving speed
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
 
     # Overload (issue 14, docs/protocol.md "Overload"): red flags are never skipped; suggestions and step

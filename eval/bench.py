@@ -511,6 +511,7 @@ async def scrape_shed(ws_url: str) -> dict[str, float]:
 
 # ---- the server under test ----------------------------------------------------------------------------------
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server started right after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -27,8 +27,6 @@ class CloseCode(IntEnum):
     """Every WebSocket close code the server uses, in one place."""
 
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
-    GOING_AWAY = 1001  # the server is shutting down; reconnect and resume
-    INTERNAL_ERROR = 1011
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
     FORBIDDEN = 4403  # the token's role may not use this socket
@@ -69,12 +67,6 @@ class ChunkIn(BaseModel):
     text: str = Field(strict=True)
     is_final: bool = Field(default=True, strict=True)
     ts: float | None = Field(default=None, ge=0)
-
-
-class EndIn(BaseModel):
-    """The source says the call is over: ``{"type": "end"}``."""
-
-    type: Literal["end"]
 
 
 class AlertAckIn(BaseModel):

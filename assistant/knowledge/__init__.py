@@ -11,7 +11,7 @@ Public API (what the service and the CLI use)::
 
 from __future__ import annotations
 
-from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor, load_advisor
+from assistant.knowledge.advisor import AdvisorConfig, KnowledgeAdvisor, ProcedureProgress, load_advisor
 from assistant.knowledge.document import (
     KnowledgeBase,
     KnowledgeProblem,
@@ -38,7 +38,6 @@ __all__ = [
     "AdvisorConfig",
     "BM25Retriever",
     "BuildReport",
-    "CallState",
     "DenseRetriever",
     "Embedder",
     "FakeEmbedder",
@@ -51,6 +50,7 @@ __all__ = [
     "KnowledgeIndex",
     "KnowledgeProblem",
     "Procedure",
+    "ProcedureProgress",
     "Query",
     "Retriever",
     "SentenceEmbedder",
