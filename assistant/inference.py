@@ -116,8 +116,11 @@ class MicroBatcher(Generic[In, Out]):
         self._name = name
         self._jobs: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
         # Several workers take batches from the one queue side by side (each pass on one core): the red flags'
-        # classifier can then use both cores of a 2-core machine while the query encoder yields to it.
+        # classifier can then use both cores of a 2-core machine while the query encoder yields to it. Workers
+        # after the first only help while a full batch waits behind the pass in flight: splitting a light load
+        # into smaller batches would cost more CPU per item (fp32 on AVX2: ~20 ms per utterance alone, ~6 in 32).
         self.workers = workers
+        self._stopping = False
         self._threads: list[threading.Thread] = []
         self._queued = 0  # items waiting or in the pass (event-loop thread reads; worker decrements)
         self._queued_lock = threading.Lock()
@@ -131,10 +134,11 @@ class MicroBatcher(Generic[In, Out]):
         if self._threads:
             return
         self._jobs = queue.SimpleQueue()
+        self._stopping = False
         loop = asyncio.get_running_loop()
         self._threads = [
             threading.Thread(
-                target=self._work, args=(self._jobs, loop), name=f"{self._name}_{i}", daemon=True
+                target=self._work, args=(self._jobs, loop, i > 0), name=f"{self._name}_{i}", daemon=True
             )
             for i in range(self.workers)
         ]
@@ -145,6 +149,7 @@ class MicroBatcher(Generic[In, Out]):
         threads, self._threads = self._threads, []
         if not threads:
             return
+        self._stopping = True
         for _ in threads:
             self._jobs.put(_STOP)  # one each; a worker that meets it mid-batch puts it back
         # The batches in flight finish (a model pass cannot be interrupted); wait for them off the loop.
@@ -175,16 +180,29 @@ class MicroBatcher(Generic[In, Out]):
 
     # ---- the worker thread ----------------------------------------------------------------------------
     def _collect(
-        self, jobs: queue.SimpleQueue[_Job[In, Out] | None], last_size: int
+        self, jobs: queue.SimpleQueue[_Job[In, Out] | None], last_size: int, *, helper: bool = False
     ) -> list[_Job[In, Out]] | None:
-        """The next batch (blocking for its first item), or None once stop() was called."""
-        first = jobs.get()
+        """The next batch (blocking for its first item), or None once stop() was called.
+
+        A helper worker waits until a full batch is queued, then takes what is there without waiting more.
+        """
+        if helper:
+            while jobs.qsize() < self.max_batch:
+                if self._stopping:
+                    return None
+                time.sleep(0.005)
+            try:
+                first = jobs.get_nowait()
+            except queue.Empty:  # another worker took them
+                return []
+        else:
+            first = jobs.get()
         if first is _STOP:
             return None
         batch = [first]
         # Wait for company only under load (the last batch had more than one item): a lone call would pay
         # the whole wait for nothing, and under load the queue fills while a batch runs anyway.
-        deadline = time.perf_counter() + (self.max_wait_s if last_size > 1 else 0.0)
+        deadline = time.perf_counter() + (self.max_wait_s if last_size > 1 and not helper else 0.0)
         while len(batch) < self.max_batch:
             remaining = deadline - time.perf_counter()
             try:
@@ -211,13 +229,20 @@ class MicroBatcher(Generic[In, Out]):
             time.sleep(0.002)
             waited += 0.002
 
-    def _work(self, jobs: queue.SimpleQueue[_Job[In, Out] | None], loop: asyncio.AbstractEventLoop) -> None:
+    def _work(
+        self,
+        jobs: queue.SimpleQueue[_Job[In, Out] | None],
+        loop: asyncio.AbstractEventLoop,
+        helper: bool = False,
+    ) -> None:
         name_native_thread(threading.current_thread().name)
         last_size = 0
         while True:
-            batch = self._collect(jobs, last_size)
+            batch = self._collect(jobs, last_size, helper=helper)
             if batch is None:
                 return
+            if not batch:
+                continue
             self._wait_for_priority()
             now = time.perf_counter()
             live = [

@@ -232,3 +232,26 @@ def test_a_skipped_turns_red_flags_are_carried_into_the_next_advice() -> None:
     assert carry_flags(skipped, None) is skipped
     stronger = carry_flags(result(insult=0.6), result(insult=0.8))
     assert stronger is not None and stronger.labels["insult"].probability == 0.8
+
+
+def test_a_helper_worker_stays_out_of_a_light_load() -> None:
+    class Names:
+        def __init__(self) -> None:
+            self.threads: set[str] = set()
+
+        def predict(self, items: list[str], /) -> list[str]:
+            self.threads.add(threading.current_thread().name)
+            return items
+
+    async def run() -> set[str]:
+        model = Names()
+        b: MicroBatcher[str, str] = MicroBatcher(model, max_batch=8, max_wait_ms=0, name="w", workers=2)
+        await b.start()
+        try:
+            for i in range(20):  # one at a time: never a full batch waiting
+                await b.predict(str(i))
+        finally:
+            await b.stop()
+        return model.threads
+
+    assert asyncio.run(run()) == {"w_0"}
