@@ -247,9 +247,11 @@ class AnalysisPipeline:
         chunk = item.chunk
         extra: dict[str, Any] = {}
         if item.vector is not None:
+            # Not past the deadline: the encoder thread may be paused for red flags and would say Shed late.
+            left = chunk.received + self.settings.suggestion_max_age_ms / 1000.0 - time.perf_counter()
             try:
-                extra["vector"] = await item.vector
-            except Shed:
+                extra["vector"] = await asyncio.wait_for(asyncio.shield(item.vector), timeout=max(left, 0.0))
+            except (Shed, TimeoutError):
                 return feature_of(chunk.speaker)
         elif (
             chunk.speaker == "customer"
