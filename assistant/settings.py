@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`"
     )
 
+    # Call guidance: the policy files (validated at start-up) and how incident records name customers
+    call_stages_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "call-stages.yaml"
+    abuse_protocol_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "abuse-protocol.yaml"
+    incident_customer_name: Literal["initials", "full", "withheld"] = "initials"
+
     # Serving speed
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
 

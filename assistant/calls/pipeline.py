@@ -3,7 +3,8 @@
 Two stages per call, each in ``seq`` order, so that a call's red flags never wait for its suggestions:
 
 * **red flags** (the call's worker task, ``run``): a customer chunk is scored in the cross-call micro-batch ->
-  call severity -> ``flag`` (or ``scored``) / ``severity`` events -> alert episode. Never skipped.
+  call severity -> ``flag`` (or ``scored``) / ``severity`` events -> alert episode; then, for every turn, the
+  call's guidance (stages, required steps, the abuse protocol: rules, ``guidance`` events). Never skipped.
 * **advice** (the call's advice task, fed through an ``AdviceLane``): the chunk's query vector (encoded,
   batched, while the classifier scores it) -> next-step advice in a worker thread -> ``suggestion`` event;
   step tracking for agent chunks. Under overload this is skipped by priority (``assistant.calls.scheduler``).
@@ -46,6 +47,7 @@ from assistant.events.messages import (
     ErrorEvent,
     ErrorReason,
     FlagEvent,
+    GuidanceEvent,
     ProcessedEvent,
     ScoredEvent,
     ServiceDegradedEvent,
@@ -55,6 +57,7 @@ from assistant.events.messages import (
     SuggestionEvent,
     encode,
 )
+from assistant.guidance.live import CallGuidance
 from assistant.inference import BatcherStopped, BatchStats, MicroBatcher, Shed
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
@@ -194,10 +197,12 @@ class AnalysisPipeline:
             item.vector = asyncio.ensure_future(encoder.predict(chunk.text, deadline=deadline))
             item.vector.add_done_callback(_consume_exception)
         if chunk.speaker != "customer":
+            await self._guide_turn(live, chunk, [])
             return item
         try:
             item.flags = await self.batcher.predict(Utterance(chunk.text, context))
             await self._score(live, chunk, item.flags)
+            await self._guide_turn(live, chunk, item.flags.flagged)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -446,6 +451,29 @@ class AnalysisPipeline:
         await self.events.emit(live, event)
         self.metrics.first_event_latency.observe(time.perf_counter() - chunk.received)
         self.recorder.suggestions(s.call_id, chunk.seq, event.eid, suggestions)
+
+    async def _guide_turn(self, live: LiveCall, chunk: ChunkData, flagged: list[str]) -> None:
+        """Guidance (stages, required steps, the abuse protocol) in stage one: rules only, in order, and the
+        protocol may alert a supervisor, so it is never skipped."""
+        if live.session.guidance is not None:
+            await self._guide(live, live.session.guidance, chunk, flagged)
+
+    async def _guide(
+        self, live: LiveCall, guidance: CallGuidance, chunk: ChunkData, flagged: list[str]
+    ) -> None:
+        """Stages, required steps and the abuse protocol: a ``guidance`` event when the turn moved any of them."""
+        s = live.session
+        payload = guidance.observe(chunk.seq, chunk.speaker, chunk.text, flagged)
+        if payload is None:
+            return
+        payload.pop("type")
+        event = GuidanceEvent(call_id=s.call_id, **payload)
+        await self.events.emit(live, event)
+        if event.supervisor_alert:
+            abusive = [label for label in flagged if label in guidance.policies.protocol.abusive_labels]
+            decision = s.episodes.protocol_alert(abusive)
+            if decision is not None:
+                await self.alerts.raise_alert(live, chunk, decision, s.severity.current)
 
     # ---- one utterance, outside any call ----------------------------------------------------------------
     async def analyze_once(self, text: str, context: list[str]) -> Analysis:

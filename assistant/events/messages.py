@@ -205,6 +205,23 @@ class SuggestionEvent(CallEvent):
     advisor: dict[str, Any] = Field(default_factory=dict)
 
 
+class GuidanceEvent(CallEvent):
+    """Where the call stands: its stage, the required steps done (with evidence), the abuse protocol."""
+
+    type: Literal["guidance"] = "guidance"
+    seq: int
+    stage: str | None
+    stages_entered: list[str]
+    steps_done: list[str]
+    score: float
+    checklist: list[dict[str, Any]]
+    protocol: dict[str, Any]
+    protocol_due: list[str]
+    protocol_given: list[str]
+    supervisor_alert: bool = False
+    wellbeing_offered: bool = False
+
+
 class GapEvent(CallEvent):
     type: Literal["gap"] = "gap"
     first_missing: int
@@ -228,7 +245,7 @@ class AlertEvent(CallEvent):
     severity: float
     level: str
     labels: list[str]
-    reason: str  # "abusive", "threat", "escalation", "legal"
+    reason: str  # "abusive", "threat", "escalation", "legal", or "protocol" (the abuse protocol asked for it)
     text: str  # the redacted utterance that opened the episode
     seq: int
     update: bool = False  # true: the same episode stepped up in severity (same id)

@@ -2,7 +2,7 @@
 
 Public API (what the service and the CLI use)::
 
-    from assistant.knowledge import load_advisor, incident_fields
+    from assistant.knowledge import load_advisor
 
     advisor = load_advisor(settings, device="cpu")        # encoder + index, rebuilt when stale
     state = advisor.start_call()
@@ -23,7 +23,6 @@ from assistant.knowledge.document import (
 )
 from assistant.knowledge.embedder import Embedder, FakeEmbedder, SentenceEmbedder
 from assistant.knowledge.importer import ImportReport, import_pack
-from assistant.knowledge.incident import IncidentField, incident_fields
 from assistant.knowledge.index import (
     BuildReport,
     KnowledgeIndex,
@@ -44,7 +43,6 @@ __all__ = [
     "FusedRetriever",
     "Hit",
     "ImportReport",
-    "IncidentField",
     "KnowledgeAdvisor",
     "KnowledgeBase",
     "KnowledgeIndex",
@@ -58,7 +56,6 @@ __all__ = [
     "build_from_settings",
     "build_index",
     "import_pack",
-    "incident_fields",
     "knowledge_folders",
     "load_advisor",
     "load_index",
