@@ -342,6 +342,8 @@ async def alerts(ws: WebSocket) -> None:
             await ws.send_text(json.dumps(data))
     for msg in replay:
         await ws.send_text(_with_cursor(msg.data, msg.cursor))
+    if svc.pipeline.degradation.features:  # the service is behind now: say so before anything new
+        await ws.send_text(encode(svc.pipeline.service_degraded()))
 
     async def pump() -> None:
         while True:

@@ -145,8 +145,15 @@ class AlertDesk:
             seq=chunk.seq,
             update=kind == "update",
         )
-        await self.events.emit(live, event)
-        await self.events.send(live, ALERTS_TOPIC, encode(event), eid=event.eid)  # with the chunk's group
+        # On the call's topic and the alerts topic in one group; not again when the worker this call was resumed
+        # from had published it (its state below still counts it: the alert exists).
+        sent = await self.events.emit(live, event, also=(ALERTS_TOPIC,))
+        if kind == "update":
+            live.alert_updates[alert_id] = live.alert_updates.get(alert_id, 0) + 1
+        if not sent:
+            if kind == "new":
+                self.recorder.alert_raised(event)  # its row, in case the dead worker never wrote it (once)
+            return
         self.metrics.alerts.labels(decision.reason, kind).inc()
         log.info(
             "alert",
@@ -161,8 +168,7 @@ class AlertDesk:
         if kind == "new":
             self.recorder.alert_raised(event)
         else:
-            n = live.alert_updates[alert_id] = live.alert_updates.get(alert_id, 0) + 1
-            self.recorder.alert_updated(event, updates=n)
+            self.recorder.alert_updated(event, updates=live.alert_updates[alert_id])
         if self.webhook is not None:
             self.webhook.send(event.model_dump(mode="json"))
 

@@ -42,10 +42,9 @@ class LiveCall:
     detached_at: float | None = None
     ended_at: float | None = None
     alert_updates: dict[str, int] = field(default_factory=dict)  # alert id -> updates sent so far
-    # A chunk's events while it is analysed, published together with the call's snapshot (CallEvents.commit).
-    outbox: list[Outgoing] | None = None
-    # Seqs whose transcript event a previous worker already published but which it did not finish (resume).
-    shown: set[int] = field(default_factory=set)
+    # Events (type, seq) that a previous worker published for chunks after its last snapshot, before it died:
+    # analysed again here (the state follows), but not published twice (CallEvents.emit).
+    published: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def call_id(self) -> str:
@@ -55,32 +54,55 @@ class LiveCall:
 class CallEvents:
     """Publishes a call's events in ``eid`` order on its topic.
 
-    While a chunk is analysed (``begin`` .. ``commit``), the call's events are held and then published in one
-    group with the call's snapshot: all or none, so that a worker which dies mid-chunk leaves a history and a
-    snapshot that agree, and the worker that resumes the call repeats nothing and misses nothing.
+    ``emit`` may publish the event on other topics too (an alert on the alerts topic) and replace the call's
+    state snapshot, all in one group (all or none): a chunk's ``processed`` goes out with the state that a call
+    resumes from, on any worker. A resumed call skips the events its previous worker already published.
     """
 
     def __init__(self, bus: EventBus, metrics: ServiceMetrics) -> None:
         self.bus = bus
         self.metrics = metrics
 
-    async def emit(self, live: LiveCall, event: CallEvent) -> None:
+    async def emit(
+        self,
+        live: LiveCall,
+        event: CallEvent,
+        *,
+        also: tuple[str, ...] = (),
+        state: str | None = None,
+    ) -> bool:
+        """Publish ``event`` (on the call's topic and the ``also`` topics); False when it was already published
+        by the worker this call was resumed from (nothing is sent then)."""
+        key = _replay_key(event)
+        if key is not None and key in live.published:
+            live.published.discard(key)
+            return False
         event.eid = live.session.next_eid()
         self.metrics.count(self.metrics.events, event.type)
-        await self.send(live, call_topic(live.session.call_id), encode(event), eid=event.eid)
-
-    async def send(self, live: LiveCall, topic: str, data: str, *, eid: int = 0) -> None:
-        """Publish on ``topic`` now, or with the chunk's group when one is open (the alerts topic too)."""
-        if live.outbox is not None:
-            live.outbox.append(Outgoing(topic, data, eid))
+        data = encode(event)
+        topic = call_topic(live.session.call_id)
+        messages = [Outgoing(topic, data, event.eid), *(Outgoing(t, data, event.eid) for t in also)]
+        if len(messages) == 1 and state is None:
+            await self.bus.publish(topic, data, eid=event.eid)
         else:
-            await self.bus.publish(topic, data, eid=eid)
+            snapshot = StateUpdate(topic, state) if state is not None else None
+            await self.bus.publish_many(messages, state=snapshot)
+        return True
 
-    def begin(self, live: LiveCall) -> None:
-        live.outbox = []
 
-    async def commit(self, live: LiveCall, *, snapshot: str | None) -> None:
-        """Publish the held events, and the snapshot that follows them, as one group."""
-        held, live.outbox = live.outbox or [], None
-        state = StateUpdate(call_topic(live.call_id), snapshot) if snapshot is not None else None
-        await self.bus.publish_many(held, state=state)
+def replay_key(data: dict[str, object]) -> tuple[str, int] | None:
+    """How a published call event is recognised when its chunk is analysed again: (type, seq) of chunk events
+    (final transcript lines only; a partial line may be followed by its final one)."""
+    seq = data.get("seq")
+    kind = data.get("type")
+    if not isinstance(seq, int) or not isinstance(kind, str) or kind == "processed":
+        return None
+    if kind == "transcript" and data.get("is_final") is False:
+        return None
+    return kind, seq
+
+
+def _replay_key(event: CallEvent) -> tuple[str, int] | None:
+    return replay_key(
+        {"type": event.type, "seq": getattr(event, "seq", None), "is_final": getattr(event, "is_final", True)}
+    )

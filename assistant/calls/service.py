@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.calls.alerts import AlertDesk
-from assistant.calls.live import CallEvents, LiveCall, Outcome
+from assistant.calls.live import CallEvents, LiveCall, Outcome, replay_key
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.pipeline import AnalysisPipeline
 from assistant.calls.recorder import CallRecorder
@@ -263,17 +263,18 @@ class CallService:
             )
             return
         for e in events:
+            key = replay_key(e)
+            if key is not None and key[1] > snap.last_seq:
+                live.published.add(key)  # published for a chunk analysed again here: not published twice
+                continue
             if e.get("type") == "transcript" and e.get("is_final", True):
                 seq = int(e["seq"])
-                if seq <= snap.last_seq:
-                    lines.setdefault(seq, TranscriptLine(seq, e["speaker"], e["text"], e.get("call_ts")))
-                    # Its row may not have been written before the other worker died: write it (once).
-                    self.recorder.chunk(
-                        live.call_id,
-                        ChunkData(seq, e["speaker"], e["text"], True, e.get("call_ts"), time.perf_counter()),
-                    )
-                else:
-                    live.shown.add(seq)  # published, not analysed: analysed again, not shown again
+                lines.setdefault(seq, TranscriptLine(seq, e["speaker"], e["text"], e.get("call_ts")))
+                # Its row may not have been written before the other worker died: write it (once).
+                self.recorder.chunk(
+                    live.call_id,
+                    ChunkData(seq, e["speaker"], e["text"], True, e.get("call_ts"), time.perf_counter()),
+                )
             elif e.get("type") == "flag" and int(e["seq"]) <= snap.last_seq:
                 flag = FlagEvent.model_validate(e)
                 self.recorder.flag(
@@ -452,10 +453,7 @@ class CallService:
                 ),
             )
         for chunk in ready:
-            if chunk.seq in live.shown:
-                live.shown.discard(chunk.seq)  # a previous worker published it before it died
-            else:
-                await self.events.emit(live, _transcript(call_id, chunk))
+            await self.events.emit(live, _transcript(call_id, chunk))
             self.recorder.chunk(call_id, chunk)
             live.queue.put_nowait(chunk)
 
