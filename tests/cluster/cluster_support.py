@@ -98,9 +98,10 @@ def read_until(sock: ClientConnection, kind: str, *, timeout: float = 15.0) -> l
 
 
 def drain_until_pong(sock: ClientConnection) -> list[dict[str, Any]]:
+    """What the socket received until the pong, without the service's ``degraded`` notices (load-dependent)."""
     sock.send(json.dumps({"type": "ping"}))
     got = read_until(sock, "pong")
-    return got[:-1]
+    return [m for m in got[:-1] if m["type"] != "degraded"]
 
 
 def send_chunk(source: ClientConnection, chunk: dict[str, Any]) -> None:

@@ -32,10 +32,12 @@ def _stream_call(client: TestClient, call_id: str) -> None:
 
 
 def _until_pong(ws: Any) -> list[dict[str, Any]]:
+    """The alerts and acknowledgements received until the pong (not the service's ``degraded`` notices)."""
     ws.send_json({"type": "ping"})
     got = []
     while (msg := ws.receive_json())["type"] != "pong":
-        got.append(msg)
+        if msg["type"] in ("alert", "alert_ack"):
+            got.append(msg)
     return got
 
 

@@ -72,8 +72,12 @@ def _reference(server: ServerProcess, call_id: str) -> tuple[list[dict[str, Any]
     return [e for e in events if "eid" in e], _record(server, call_id)
 
 
+# The events every run of the call has, load or not (advice may be skipped under load: docs/protocol.md).
+_CORE = ("transcript", "flag", "severity", "alert", "guidance", "processed", "call_ended")
+
+
 def _kinds(events: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
-    return [(e["type"], e.get("seq")) for e in events]
+    return [(e["type"], e.get("seq")) for e in events if e["type"] in _CORE]
 
 
 def _alerts(feed: list[dict[str, Any]], call_id: str) -> list[tuple[int, bool, str]]:
