@@ -68,3 +68,22 @@ def test_evaluate_one_ranks_by_the_retriever() -> None:
     examples = [RetrievalExample("refund", (), ("refunds",)), RetrievalExample("other", (), ("x",))]
     res = evaluate_one(retriever, examples)
     assert (res["recall@1"], res["recall@3"], res["mrr"], res["n"]) == (0.0, 0.5, 0.25, 2)
+
+
+def test_context_budget_sweep_scores_each_budget_and_restores_it() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from assistant.eval.redflags import context_budget_sweep
+
+    clf: Any = SimpleNamespace(config=SimpleNamespace(max_context_tokens=8))
+    seen: list[int | None] = []
+
+    def score(c: Any, rows: Any) -> dict[str, Any]:
+        seen.append(c.config.max_context_tokens)
+        return {"rows": len(rows)}
+
+    out = context_budget_sweep(clf, [1, 2], [0, 16, None], score=score)
+    assert seen == [0, 16, None]
+    assert out == {"0": {"rows": 2}, "16": {"rows": 2}, "none": {"rows": 2}}
+    assert clf.config.max_context_tokens == 8

@@ -167,3 +167,17 @@ def test_source_metrics_splits_by_source(n_sources: int) -> None:
     for m in out.values():
         if "insult" in m:
             assert m["insult"]["f1"] == 1.0
+
+
+def test_target_mean_f1_over_the_targeted_pairs_present() -> None:
+    from assistant.redflags.recipe import TARGET_PAIRS, target_f1s, target_mean_f1
+
+    assert len(TARGET_PAIRS) == 16
+    metrics = {
+        "convabuse": {"abusive": {"f1": 0.7}, "insult": {"f1": 0.1}},  # insult is not a targeted pair
+        "written": {"threat": {"f1": 0.9}, "churn_risk": {"f1": 0.8}},
+        "olid": {"abusive": {"f1": 0.0}},  # not targeted
+    }
+    assert target_f1s(metrics) == {"convabuse/abusive": 0.7, "written/threat": 0.9, "written/churn_risk": 0.8}
+    assert target_mean_f1(metrics) == 0.8  # (0.7 + 0.9 + 0.8) / 3
+    assert target_mean_f1({}) is None
