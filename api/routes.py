@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -9,11 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from assistant.auth import Principal, Role
-from assistant.calls.service import CallService, UnknownAlert
+from assistant.calls.alerts import UnknownAlert
+from assistant.calls.incident import build_report, to_markdown
+from assistant.calls.service import CallService
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.store.records import CallRecord, CallSummary, FeedbackRecord
 
-from .incident import build_report, to_markdown
 from .security import requires
 
 router = APIRouter()
@@ -46,7 +48,7 @@ async def healthz(request: Request) -> dict[str, Any]:
     svc = _service(request)
     return {
         "status": "ok",
-        "live_calls": sum(1 for c in svc.calls.values() if c.session.state.value != "ended"),
+        "live_calls": svc.live_count(),
     }
 
 
@@ -65,7 +67,8 @@ async def analyze(
     """Flags and suggestions for one utterance (text is redacted first)."""
     if len(body.text) > request.app.state.settings.max_chunk_chars:
         raise HTTPException(422, detail=f"text over {request.app.state.settings.max_chunk_chars} characters")
-    return await _service(request).analyze(body.text, body.context)
+    analysis = await _service(request).pipeline.analyze_once(body.text, body.context)
+    return analysis.to_response()
 
 
 @router.get("/v1/calls", tags=["calls"], response_model=list[CallSummary])
@@ -123,8 +126,6 @@ async def incident_report(
     report = build_report(await _record(request, call_id))
     if "text/markdown" in request.headers.get("accept", ""):
         return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
-    import json
-
     return Response(json.dumps(report), media_type="application/json")
 
 
@@ -137,7 +138,7 @@ async def ack_alert(
 ) -> dict[str, Any]:
     """Acknowledge an alert (idempotent: a second ack returns ``already_acked: true``)."""
     try:
-        return await _service(request).ack_alert(
+        return await _service(request).alerts.ack(
             alert_id, subject=principal.subject, note=body.note if body else None
         )
     except UnknownAlert as e:
@@ -149,7 +150,7 @@ async def open_alerts(
     request: Request, _: Principal = Depends(requires(Role.SUPERVISOR))
 ) -> list[dict[str, Any]]:
     """Unacknowledged alerts known to this worker, oldest first."""
-    return _service(request).open_alerts()
+    return _service(request).alerts.open_alerts()
 
 
 @router.post("/v1/calls/{call_id}/feedback", tags=["calls"], status_code=201, response_model=FeedbackRecord)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from assistant.store.repository import Op, Store
+from assistant.store.repository import Op, Store, call_id_of
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,7 @@ class StoreWriter:
                     )
                     await asyncio.sleep(self.retry_delay_s)
                 else:
-                    calls = sorted(
-                        {str(op.row.get("call_id", op.row.get("id"))) for op in ops if hasattr(op, "row")}
-                    )
+                    calls = sorted({call_id_of(op) for op in ops})
                     log.error(
                         "store write failed twice; batch dropped",
                         extra={"ops": len(ops), "calls": calls[:20], "error": repr(e)[:300]},
