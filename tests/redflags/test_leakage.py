@@ -113,3 +113,16 @@ def test_dedup_across_sources_drops_earlier_splits_only() -> None:
     assert counts["nlupp"].train_in_valid_or_test == 1
     assert counts["convabuse"].test_elsewhere == 1 and counts["convabuse"].valid_in_test == 0
     assert counts["clinc150"].train_in_valid_or_test == 0
+
+
+def test_cli_data_overlap_prints_before_and_after(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+
+    assert main(["data", "overlap", "--data-dir", str(data_dir)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()}
+    assert set(lines) == set(SOURCES)
+    # After the rule every count is 0; before it, ConvAbuse test rows shared text with other sources.
+    for line in lines.values():
+        assert line.count("-> 0") == 3, line
+    before_test = int(lines["convabuse"].split("->")[2].split()[-1])
+    assert before_test > 0
