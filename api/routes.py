@@ -1,8 +1,7 @@
-"""HTTP endpoints: analyze, calls, incident reports, alert acks, feedback, health and metrics."""
+"""HTTP endpoints: analyze, calls, alert acks, feedback, health and metrics (guidance: ``api/guidance.py``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -11,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
-from assistant.calls.incident import build_report, to_markdown
 from assistant.calls.service import CallService
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.store.records import CallRecord, CallSummary, FeedbackRecord
@@ -110,23 +108,6 @@ async def get_call(
 ) -> CallRecord:
     """The stored call: redacted transcript, flags, alerts with acknowledgements, suggestions, feedback."""
     return await _record(request, call_id)
-
-
-@router.get(
-    "/v1/calls/{call_id}/incident-report",
-    tags=["calls"],
-    responses={200: {"content": {"application/json": {}, "text/markdown": {}}}},
-)
-async def incident_report(
-    call_id: CallId,
-    request: Request,
-    _: Principal = Depends(requires(Role.SUPERVISOR, Role.TRAINER, Role.AGENT)),
-) -> Response:
-    """A drafted incident report (JSON; Markdown with ``Accept: text/markdown``)."""
-    report = build_report(await _record(request, call_id))
-    if "text/markdown" in request.headers.get("accept", ""):
-        return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
-    return Response(json.dumps(report), media_type="application/json")
 
 
 @router.post("/v1/alerts/{alert_id}/ack", tags=["alerts"])

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     store_linger_ms: float = Field(default=100.0, ge=0)
     context_turns: int = Field(default=3, ge=0)
 
-    # Knowledge base and next-step retrieval (issue 3)
+    # Knowledge base and next-step retrieval
     kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
     kb_refresh_s: float = Field(
         default=2.0, ge=0, description="how often new calls look for changed SOP files"
@@ -80,8 +80,14 @@ class Settings(BaseSettings):
         default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested"
     )
     kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
+    # How an agent turn marks a step done: "lexical" (its words against the step scripts, no encoder pass)
+    # or "embedding" (its query vector against the step passages; one encoder pass per agent turn).
+    kb_step_tracking: Literal["lexical", "embedding"] = "lexical"
+    kb_script_threshold: float = Field(
+        default=0.6, gt=0.0, le=1.0, description="lexical step tracking: share of a script's words said"
+    )
 
-    # Streaming service (issue 4)
+    # Streaming service: calls, severity, alerts
     use_fake_models: bool = (
         False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
     )
@@ -101,8 +107,36 @@ class Settings(BaseSettings):
         default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`"
     )
 
-    # Speed (issue 6)
+    # Call guidance: the policy files (validated at start-up) and how incident records name customers
+    call_stages_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "call-stages.yaml"
+    abuse_protocol_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "abuse-protocol.yaml"
+    incident_customer_name: Literal["initials", "full", "withheld"] = "initials"
+
+    # Serving speed
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
+
+    # Overload (issue 14, docs/protocol.md "Overload"): red flags are never skipped; suggestions and step
+    # tracking are, by priority, and counted in assistant_shed_total.
+    suggestion_max_age_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        description="a customer turn's suggestion not started this long after arrival is skipped",
+    )
+    redflag_workers: int = Field(
+        default=2, ge=1, description="red-flag model threads; 2 lets red flags use both cores under overload"
+    )
+    advice_queue_max: int = Field(
+        default=8, ge=1, description="turns of one call waiting for advice, at most"
+    )
+    query_queue_max: int = Field(
+        default=512, ge=1, description="query-encoder items queued across calls, at most (more are skipped)"
+    )
+    flags_late_ms: float = Field(
+        default=1000.0, gt=0, description="a red-flag result later than this counts red flags as behind"
+    )
+    degraded_recover_s: float = Field(
+        default=5.0, gt=0, description="a feature counts as recovered after this long without falling behind"
+    )
 
     @field_validator("database_url")
     @classmethod

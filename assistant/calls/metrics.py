@@ -70,6 +70,20 @@ class ServiceMetrics:
             registry=r,
         )
         self.store_backlog = Gauge("assistant_store_backlog", "store writes queued", registry=r)
+        # Overload (docs/protocol.md "Overload"): kind "suggestions" or "steps"; red flags are never shed.
+        self.shed = Counter("assistant_shed", "work skipped under overload, by kind", ["kind"], registry=r)
+        self.degraded = Gauge(
+            "assistant_degraded",
+            "1 while a feature is behind (red_flags, suggestions, steps)",
+            ["feature"],
+            registry=r,
+        )
+        self.batch_cpu = Counter(
+            "assistant_batch_cpu_seconds",
+            "CPU time of the model threads' passes (thread time; with chunks_total: CPU per chunk)",
+            ["model"],
+            registry=r,
+        )
 
     def count(self, counter: Counter, label: str) -> None:
         """``counter.labels(label).inc()`` with the child looked up once: ``labels()`` costs ~10 us of

@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from assistant.api.app import create_app
     from assistant.errors import InvalidInputError
-    from assistant.runtime import limit_malloc_arenas, limit_onednn_cache
+    from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
     from assistant.settings import get_settings, load_settings
 
     base = get_settings()
@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides) if overrides else base
     limit_malloc_arenas(settings.malloc_arena_max)
     limit_onednn_cache(settings.onednn_cache_capacity)
+    raise_open_files_limit()  # two sockets per live call
     app = create_app(settings)
     print(
         f"serving on http://{settings.host}:{settings.port} (API docs: /docs; protocol: docs/protocol.md)",

@@ -27,8 +27,6 @@ class CloseCode(IntEnum):
     """Every WebSocket close code the server uses, in one place."""
 
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
-    GOING_AWAY = 1001  # the server is shutting down; reconnect and resume
-    INTERNAL_ERROR = 1011
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
     FORBIDDEN = 4403  # the token's role may not use this socket
@@ -69,12 +67,6 @@ class ChunkIn(BaseModel):
     text: str = Field(strict=True)
     is_final: bool = Field(default=True, strict=True)
     ts: float | None = Field(default=None, ge=0)
-
-
-class EndIn(BaseModel):
-    """The source says the call is over: ``{"type": "end"}``."""
-
-    type: Literal["end"]
 
 
 class AlertAckIn(BaseModel):
@@ -170,6 +162,34 @@ class FlagEvent(CallEvent):
     severity: SeverityOut
 
 
+class ScoredEvent(CallEvent):
+    """A customer chunk's red-flag pass flagged nothing (a flagged one gets a ``flag`` event instead): every
+    customer chunk gets one of the two, so a client knows its red-flag result came."""
+
+    type: Literal["scored"] = "scored"
+    seq: int
+    labels: list[str] = Field(default_factory=list)  # always empty: nothing flagged
+    severity: SeverityOut
+
+
+class DegradedEvent(CallEvent):
+    """This call's features behind under overload (``features``), and those that just ``recovered``
+    (docs/protocol.md, "Overload")."""
+
+    type: Literal["degraded"] = "degraded"
+    features: list[str]
+    recovered: list[str] = Field(default_factory=list)
+
+
+class ServiceDegradedEvent(Event):
+    """The same for the whole service, to supervisors (``WS /v1/alerts``), with the work skipped so far."""
+
+    type: Literal["degraded"] = "degraded"
+    features: list[str]
+    recovered: list[str] = Field(default_factory=list)
+    shed: dict[str, int] = Field(default_factory=dict)  # work skipped since the service started, by kind
+
+
 class SeverityEvent(CallEvent):
     type: Literal["severity"] = "severity"
     seq: int
@@ -185,6 +205,23 @@ class SuggestionEvent(CallEvent):
     advisor: dict[str, Any] = Field(default_factory=dict)
 
 
+class GuidanceEvent(CallEvent):
+    """Where the call stands: its stage, the required steps done (with evidence), the abuse protocol."""
+
+    type: Literal["guidance"] = "guidance"
+    seq: int
+    stage: str | None
+    stages_entered: list[str]
+    steps_done: list[str]
+    score: float
+    checklist: list[dict[str, Any]]
+    protocol: dict[str, Any]
+    protocol_due: list[str]
+    protocol_given: list[str]
+    supervisor_alert: bool = False
+    wellbeing_offered: bool = False
+
+
 class GapEvent(CallEvent):
     type: Literal["gap"] = "gap"
     first_missing: int
@@ -198,6 +235,7 @@ class ProcessedEvent(CallEvent):
     type: Literal["processed"] = "processed"
     seq: int
     latency_ms: float
+    shed: list[str] | None = None  # work skipped for this chunk under overload (["suggestions"]); else absent
 
 
 class AlertEvent(CallEvent):
@@ -207,7 +245,7 @@ class AlertEvent(CallEvent):
     severity: float
     level: str
     labels: list[str]
-    reason: str  # "abusive", "threat", "escalation", "legal"
+    reason: str  # "abusive", "threat", "escalation", "legal", or "protocol" (the abuse protocol asked for it)
     text: str  # the redacted utterance that opened the episode
     seq: int
     update: bool = False  # true: the same episode stepped up in severity (same id)

@@ -6,7 +6,8 @@ It follows the call, not only the last utterance:
   ``frustration`` adds a de-escalation script *beside* the topical procedure;
 * the procedure under way is kept (hysteresis) unless another one wins by ``switch_margin`` or a red flag
   forces the switch, so the sidebar does not flicker between procedures;
-* agent utterances that match a step's script mark that step done, so the next suggestion is the step after;
+* agent utterances that say a step's script mark that step done, so the next suggestion is the step after
+  (``assistant.knowledge.steps``: lexical by default, so an agent turn costs no encoder pass);
 * the stage of the call (greeting at the start, closing at the end) comes from the procedure under way.
 
 Routing is by the ``answers`` of each SOP's front matter, so a company's own SOP that answers
@@ -23,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from assistant.errors import ConfigurationError
 from assistant.knowledge.document import Procedure
 from assistant.knowledge.embedder import Embedder, SentenceEmbedder
 from assistant.knowledge.index import KnowledgeIndex, knowledge_folders, load_index
 from assistant.knowledge.retriever import FusedRetriever, Hit, Query
+from assistant.knowledge.steps import DEFAULT_THRESHOLD, ScriptMatcher
 from assistant.settings import Settings
 from assistant.types import AdvisorState, RedFlagResult, Speaker, Suggestion
 
@@ -48,11 +51,13 @@ GROUP_OF = {"threat": "abusive", "insult": "abusive", "profanity": "abusive"}
 
 
 @dataclass(slots=True)
-class CallState:
-    """Per-call state of the advisor; ``to_dict``/``from_dict`` make it storable.
+class ProcedureProgress:
+    """Per-call state of the advisor: the procedure under way, its steps done, the stage.
+
+    ``to_dict``/``from_dict`` make it storable.
 
     Example:
-        >>> s = CallState()
+        >>> s = ProcedureProgress()
         >>> s.to_dict()["stage"]
         'greeting'
     """
@@ -72,7 +77,7 @@ class CallState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CallState:
+    def from_dict(cls, data: dict[str, Any]) -> ProcedureProgress:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -90,8 +95,12 @@ class AdvisorConfig:
 
     min_score: float = 0.35
     switch_margin: float = 0.08
-    done_threshold: float = 0.55  # cosine of an agent utterance to a step passage to count it done
+    done_threshold: float = 0.55  # step_tracking "embedding": cosine of an agent utterance to a step passage
     score_decay: float = 0.9  # per turn, the remembered strength of the procedure under way
+    # "lexical": the agent's words against the steps' scripts (ScriptMatcher), no encoder pass for agent turns;
+    # "embedding": the agent turn's query vector against the step passages (the earlier way).
+    step_tracking: str = "lexical"
+    script_threshold: float = DEFAULT_THRESHOLD  # lexical: share of a script's (IDF-weighted) words said
 
 
 class KnowledgeAdvisor:
@@ -117,9 +126,19 @@ class KnowledgeAdvisor:
         self.settings = settings
         self.embedder = embedder
         self.config = config or AdvisorConfig(
-            min_score=settings.kb_min_score, switch_margin=settings.kb_switch_margin
+            min_score=settings.kb_min_score,
+            switch_margin=settings.kb_switch_margin,
+            step_tracking=settings.kb_step_tracking,
+            script_threshold=settings.kb_script_threshold,
         )
+        if self.config.step_tracking not in ("lexical", "embedding"):
+            raise ValueError(f"step_tracking must be lexical or embedding, got {self.config.step_tracking!r}")
         self._index = index
+        self._scripts: ScriptMatcher | None = (
+            ScriptMatcher(index.procedures, threshold=self.config.script_threshold)
+            if index is not None
+            else None
+        )
         self._retriever: FusedRetriever | None = (
             FusedRetriever(index, embedder) if index is not None else None
         )
@@ -151,8 +170,10 @@ class KnowledgeAdvisor:
 
     def reload(self) -> None:
         index = load_index(self.settings, self.embedder)
+        scripts = ScriptMatcher(index.procedures, threshold=self.config.script_threshold)
         with self._lock:
             self._index = index
+            self._scripts = scripts
             self._retriever = FusedRetriever(index, self.embedder)
             self._signature = self._kb_signature()
         logger.info("knowledge advisor loaded %d procedures", len(index.procedures))
@@ -179,15 +200,20 @@ class KnowledgeAdvisor:
     def index(self) -> KnowledgeIndex:
         if self._index is None:
             self.warm_up()
-        assert self._index is not None  # set by warm_up
+        if self._index is None:  # warm_up() loads it; a subclass that does not is a bug worth naming
+            raise ConfigurationError("KnowledgeAdvisor.warm_up() did not load the index")
         return self._index
 
     # -- NextStepAdvisor -----------------------------------------------------------------------------
-    def start_call(self) -> CallState:
+    def needs_vector(self, speaker: Speaker) -> bool:
+        """Whether ``advise`` uses a query vector for a chunk of ``speaker`` (the service encodes only then)."""
+        return speaker == "customer" or self.config.step_tracking == "embedding"
+
+    def start_call(self) -> ProcedureProgress:
         """A fresh state for a new call; picks up SOPs imported since (at most) ``kb_refresh_s`` ago."""
         if self._signature is not None:
             self.refresh(max_age_s=self.settings.kb_refresh_s)
-        return CallState()
+        return ProcedureProgress()
 
     def advise(
         self,
@@ -204,8 +230,8 @@ class KnowledgeAdvisor:
         ``vector``: the chunk's query vector from :meth:`encode_queries` (batched across calls by the
         service); without it the text is encoded here, one at a time.
         """
-        if not isinstance(state, CallState):
-            raise TypeError(f"expected the CallState from start_call(), got {type(state).__name__}")
+        if not isinstance(state, ProcedureProgress):
+            raise TypeError(f"expected the ProcedureProgress from start_call(), got {type(state).__name__}")
         index = self.index
         retriever = self._retriever
         if index.empty or retriever is None or not text.strip():
@@ -216,6 +242,9 @@ class KnowledgeAdvisor:
             state.flags_seen[label] = state.flags_seen.get(label, 0) + 1
 
         query = Query(text)
+        if speaker == "agent" and not self.needs_vector(speaker):
+            self._track_agent_words(state, text)
+            return self._suggestions(state, {}, reason_prefix="", flagged=flagged)
         if vector is None:
             vector = retriever.encode(query)
         hits = retriever.retrieve(query, top_k=len(index.procedure_ids), vector=vector)
@@ -286,7 +315,7 @@ class KnowledgeAdvisor:
         return any(label in self.index.procedures[pid].answers for label in COMPANION_LABELS)
 
     def _choose_primary(
-        self, state: CallState, hits: list[Hit], by_id: dict[str, Hit], flagged: list[str]
+        self, state: ProcedureProgress, hits: list[Hit], by_id: dict[str, Hit], flagged: list[str]
     ) -> str:
         cfg = self.config
         current = state.procedure_id if state.procedure_id in self.index.procedures else None
@@ -330,7 +359,7 @@ class KnowledgeAdvisor:
             return f"switched: this procedure now fits clearly better ({best.score:.2f} vs {held:.2f})"
         return "continuing the procedure under way"
 
-    def _switch(self, state: CallState, pid: str, score: float, *, forced_by: str | None) -> None:
+    def _switch(self, state: ProcedureProgress, pid: str, score: float, *, forced_by: str | None) -> None:
         if state.procedure_id is not None and state.procedure_id != pid:
             state.switches += 1
         state.procedure_id = pid
@@ -345,8 +374,21 @@ class KnowledgeAdvisor:
                 return pid
         return None
 
-    def _track_agent(self, state: CallState, vector: np.ndarray) -> None:
-        """Mark the step of the current (or companion) procedure that the agent's words carry out."""
+    def _track_agent_words(self, state: ProcedureProgress, text: str) -> None:
+        """Mark the step of the current (or companion) procedure whose script the agent just said."""
+        scripts = self._scripts
+        if scripts is None:
+            return
+        for pid in (state.procedure_id, state.companion_id):
+            if pid is None or pid not in self.index.procedures:
+                continue
+            found = scripts.match(pid, text)
+            if found is not None:
+                state.mark_done(pid, found[0])
+
+    def _track_agent(self, state: ProcedureProgress, vector: np.ndarray) -> None:
+        """Mark the step of the current (or companion) procedure that the agent's words carry out
+        (step_tracking "embedding")."""
         index = self.index
         for pid in (state.procedure_id, state.companion_id):
             if pid is None or pid not in index.procedures:
@@ -359,14 +401,16 @@ class KnowledgeAdvisor:
             if float(sims[j]) >= self.config.done_threshold:
                 state.mark_done(pid, index.passages[ids[j]].step_index)
 
-    def _next_step(self, state: CallState, proc: Procedure) -> int | None:
+    def _next_step(self, state: ProcedureProgress, proc: Procedure) -> int | None:
         done = set(state.done.get(proc.id, []))
         k = state.next_step.get(proc.id, 0)
         while k < len(proc.steps) and k in done:
             k += 1
         return k if k < len(proc.steps) else None
 
-    def _suggestion(self, state: CallState, pid: str, hit: Hit | None, reason: str) -> Suggestion | None:
+    def _suggestion(
+        self, state: ProcedureProgress, pid: str, hit: Hit | None, reason: str
+    ) -> Suggestion | None:
         proc = self.index.procedures[pid]
         k = self._next_step(state, proc)
         if k is None:
@@ -384,13 +428,18 @@ class KnowledgeAdvisor:
             step=f"{step.title}. {step.action}".strip(),
             script=step.script,
             source=proc.step_source(k),
-            score=round(float(hit.score) if hit is not None else 0.0, 4),
+            score=round(float(hit.score) if hit is not None else self._remembered(state, pid), 4),
             reason=why.strip("; "),
             stage=proc.stage,
         )
 
+    @staticmethod
+    def _remembered(state: ProcedureProgress, pid: str) -> float:
+        """A suggestion's score on a turn that ran no retrieval (an agent turn): the procedure's held score."""
+        return float(state.procedure_score) if pid == state.procedure_id else 0.0
+
     def _suggestions(
-        self, state: CallState, by_id: dict[str, Hit], *, reason_prefix: str, flagged: list[str]
+        self, state: ProcedureProgress, by_id: dict[str, Hit], *, reason_prefix: str, flagged: list[str]
     ) -> list[Suggestion]:
         out: list[Suggestion] = []
         pid = state.procedure_id
