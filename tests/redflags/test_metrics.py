@@ -11,7 +11,7 @@ import torch
 
 from assistant.labels import LABELS
 from assistant.redflags.data import Example
-from assistant.redflags.metrics import best_threshold, binary_scores, decision_scores, source_weights
+from assistant.redflags.metrics import best_threshold, decision_scores, source_weights
 from assistant.redflags.recipe import source_metrics
 from assistant.redflags.training import choose_thresholds
 from assistant.types import Utterance
@@ -44,8 +44,9 @@ def test_decision_scores_without_predicted_positives_is_zero_not_nan() -> None:
     assert s.f1_macro == 0.4  # negative class: tn 2, fn 1 -> 4/5 = 0.8; (0 + 0.8) / 2
 
 
-def test_binary_scores_cuts_at_the_threshold_inclusive() -> None:
-    s = binary_scores(np.array([1, 0, 1, 0]), np.array([0.5, 0.49, 0.7, 0.8]), 0.5)
+def test_decisions_at_a_threshold_are_inclusive() -> None:
+    score = np.array([0.5, 0.49, 0.7, 0.8])
+    s = decision_scores(np.array([1, 0, 1, 0]), score >= 0.5, score)
     # >= 0.5: rows 0, 2, 3 -> tp 2, fp 1, fn 0.
     assert (s.precision, s.recall, s.f1) == (0.6667, 1.0, 0.8)
 

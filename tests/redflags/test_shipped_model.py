@@ -128,7 +128,10 @@ def test_two_threads_scoring_at_once_get_the_scores_one_thread_gets(shipped: Red
     # The service's red-flag batcher runs two worker threads on the one classifier (no lock around passes).
     import threading
 
-    batches = [[Utterance(t) for t in texts] for texts in CLEAR.values()] + [[Utterance(t) for t in CALM]]
+    by_first_flag: dict[str, list[Utterance]] = {}
+    for case in CASES:
+        by_first_flag.setdefault((case["flags"] or ["none"])[0], []).append(Utterance(case["text"]))
+    batches = list(by_first_flag.values())
     alone = [[r.labels[k].probability for r in shipped.predict(b) for k in LABELS] for b in batches]
     together: dict[int, list[list[float]]] = {0: [], 1: []}
 
