@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from assistant.calls.metrics import ServiceMetrics
-from assistant.calls.redaction import redact
+from assistant.calls.redaction import CallRedactor
 from assistant.calls.session import CallSession, CallState, ChunkData, Gap, TranscriptLine
 from assistant.calls.severity import intensity, level_of
 from assistant.errors import AssistantError, InvalidInputError
@@ -371,7 +371,7 @@ class CallService:
         data = ChunkData(
             seq=chunk.seq,
             speaker=chunk.speaker,
-            text=redact(chunk.text).text,
+            text=s.redactor.redact(chunk.text).text,
             is_final=chunk.is_final,
             ts=chunk.ts,
             received=received,
@@ -922,10 +922,13 @@ class CallService:
 
     async def analyze(self, text: str, context: list[str]) -> dict[str, Any]:
         """Flags and suggestions for one utterance, outside any call (POST /v1/analyze)."""
-        red = redact(text).text
+        redactor = CallRedactor()  # a name given in the context is redacted in the text too
         ctx = (
-            tuple(redact(c).text for c in context[-max(1, self.settings.context_turns) :]) if context else ()
+            tuple(redactor.redact(c).text for c in context[-max(1, self.settings.context_turns) :])
+            if context
+            else ()
         )
+        red = redactor.redact(text).text
         result = await self.batcher.predict(Utterance(red, ctx))
         suggestions: list[Suggestion] = []
         if self.advisor is not None and self._advisor_pool is not None:

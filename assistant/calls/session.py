@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any
 
 from assistant.calls.episode import EpisodeTracker
+from assistant.calls.redaction import CallRedactor
 from assistant.calls.severity import CallSeverity
 from assistant.errors import InvalidInputError
 from assistant.types import Speaker
@@ -122,6 +123,7 @@ class CallSession:
         self.flag_counts: dict[str, int] = {}
         self.alert_ids: dict[int, str] = {}  # episode -> alert id
         self.end_reason = ""
+        self.redactor = CallRedactor()  # remembers names given in the call, to redact later mentions
         self._pending: dict[int, ChunkData] = {}
         self._seen: dict[int, bytes] = {}
         self._skipped: set[int] = set()
