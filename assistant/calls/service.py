@@ -290,6 +290,7 @@ class CallService:
             call_id,
             reorder_window=s.reorder_window,
             reorder_timeout_s=s.reorder_timeout_ms / 1000.0,
+            max_seq_jump=s.max_seq_jump,
             context_turns=s.context_turns,
             half_life_s=s.severity_half_life_s,
             turn_decay=s.severity_turn_decay,
@@ -487,8 +488,8 @@ class CallService:
         if s.state is CallState.ENDED:
             return
         if s.pending_count:
-            s.gap_deadline = time.monotonic()
-            await self._expire_gap(live)
+            held = s.release_all()
+            await self._release(live, held.gaps, held.ready)
         if live.gap_timer is not None:
             live.gap_timer.cancel()
             live.gap_timer = None

@@ -47,6 +47,8 @@ class ErrorReason(StrEnum):
     INVALID_CHUNK = "invalid_chunk"  # missing or badly typed fields
     TEXT_TOO_LONG = "text_too_long"
     SEQ_BACKWARDS = "seq_backwards"  # seq already used with other text, or skipped by a gap
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"  # above MAX_SEQ (2^53 - 1)
+    SEQ_TOO_FAR_AHEAD = "seq_too_far_ahead"  # more than ASSISTANT_MAX_SEQ_JUMP ahead of the next expected
     CALL_ID_MISMATCH = "call_id_mismatch"
     BAD_CALL_ID = "bad_call_id"
     UNKNOWN_ALERT = "unknown_alert"
@@ -68,7 +70,7 @@ class ChunkIn(BaseModel):
     speaker: Literal["customer", "agent"]
     text: str = Field(strict=True)
     is_final: bool = Field(default=True, strict=True)
-    ts: float | None = Field(default=None, ge=0)
+    ts: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class EndIn(BaseModel):
@@ -189,7 +191,7 @@ class GapEvent(CallEvent):
     type: Literal["gap"] = "gap"
     first_missing: int
     last_missing: int
-    reason: str  # "timeout" or "window"
+    reason: str  # "timeout", "window" or "end" (the call ended with chunks held)
 
 
 class ProcessedEvent(CallEvent):
