@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 import assistant
 from assistant.calls.metrics import ServiceMetrics
@@ -29,6 +30,7 @@ from assistant.settings import Settings, get_settings
 from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
+from .limits import BodyLimit, validation_error
 from .pages import router as pages_router
 from .procedures import router as procedures_router
 from .routes import router as http_router
@@ -104,6 +106,8 @@ def create_app(
             webhook=hook,
             metrics=ServiceMetrics(),
         )
+        if not settings.auth_secret:
+            log.warning("authentication is OFF (ASSISTANT_AUTH_SECRET is not set): every caller is an admin")
         await service.start()
         app.state.service = service
         # The models, tokenizers and index are hundreds of thousands of long-lived objects; moved out of the
@@ -123,6 +127,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(http_router)
     app.include_router(ws_router)
     app.include_router(pages_router)

@@ -25,8 +25,10 @@ def _service(request: Request) -> CallService:
 
 
 class AnalyzeIn(BaseModel):
+    # Hard caps in the schema; the configured limits (ASSISTANT_MAX_CHUNK_CHARS, ASSISTANT_MAX_CONTEXT_ITEMS)
+    # are checked in the route and are usually tighter.
     text: str = Field(min_length=1, max_length=20_000)
-    context: list[str] = Field(default_factory=list, max_length=50)
+    context: list[Annotated[str, Field(max_length=20_000)]] = Field(default_factory=list, max_length=50)
 
 
 class AckIn(BaseModel):
@@ -63,8 +65,25 @@ async def analyze(
     _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> dict[str, Any]:
     """Flags and suggestions for one utterance (text is redacted first)."""
-    if len(body.text) > request.app.state.settings.max_chunk_chars:
-        raise HTTPException(422, detail=f"text over {request.app.state.settings.max_chunk_chars} characters")
+    limits = request.app.state.settings
+    if len(body.text) > limits.max_chunk_chars:
+        raise HTTPException(
+            422,
+            detail=f"text has {len(body.text)} characters; at most {limits.max_chunk_chars} (ASSISTANT_MAX_CHUNK_CHARS)",
+        )
+    if len(body.context) > limits.max_context_items:
+        raise HTTPException(
+            422,
+            detail=f"context has {len(body.context)} items; at most {limits.max_context_items} "
+            "(ASSISTANT_MAX_CONTEXT_ITEMS)",
+        )
+    for i, item in enumerate(body.context):
+        if len(item) > limits.max_chunk_chars:
+            raise HTTPException(
+                422,
+                detail=f"context[{i}] has {len(item)} characters; at most {limits.max_chunk_chars} "
+                "(ASSISTANT_MAX_CHUNK_CHARS)",
+            )
     return await _service(request).analyze(body.text, body.context)
 
 

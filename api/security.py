@@ -1,8 +1,10 @@
-"""Authentication for HTTP routes and WebSockets (only when ASSISTANT_AUTH_SECRET is set)."""
+"""Authentication for HTTP routes and WebSockets (only when ASSISTANT_AUTH_SECRET is set), and the
+WebSocket ``Origin`` check (always: a browser page of another site must not open a call's sockets)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, WebSocket, status
 
@@ -35,9 +37,32 @@ def requires(*roles: Role) -> Callable[[Request], Principal]:
     return dependency
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """A WebSocket's ``Origin``: none (not a browser: an ASR bridge, a CLI) passes; otherwise it must be one of
+    ``allowed`` (ASSISTANT_ALLOWED_ORIGINS), or, when that is empty, the service's own origin (the Host)."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/")
+    if allowed:
+        return origin in {o.strip().rstrip("/") for o in allowed} or "*" in allowed
+    parts = urlsplit(origin)
+    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == (host or "").lower()
+
+
 async def socket_principal(ws: WebSocket, *roles: Role) -> Principal | None:
-    """The socket's principal after accept(); on failure it sends an error and closes with 4401/4403."""
-    secret: str = ws.app.state.settings.auth_secret
+    """The socket's principal after accept(); on failure it sends an error and closes with 4401/4403.
+
+    A browser page from an origin that is not allowed is refused first (4403), whatever its token."""
+    settings = ws.app.state.settings
+    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.allowed_origins):
+        await _refuse(
+            ws,
+            CloseCode.FORBIDDEN,
+            "forbidden_origin",
+            "this page's origin may not open the service's sockets; add it to ASSISTANT_ALLOWED_ORIGINS",
+        )
+        return None
+    secret: str = settings.auth_secret
     token = ws.query_params.get("token") or _bearer(ws.headers.get("authorization"))
     try:
         principal = authenticate(secret, token)

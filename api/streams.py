@@ -130,6 +130,9 @@ async def stream(ws: WebSocket, call_id: str) -> None:
                 break
     except (WebSocketDisconnect, RuntimeError):
         pass
+    except Exception:  # a bug must not drop the socket without a close frame, nor log the frame's text
+        log.exception("source socket failed", extra={"call_id": call_id})
+        await _close(ws, CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
     finally:
         await _stop(pump)
         svc.bus.unsubscribe(sub)

@@ -99,7 +99,7 @@ def issue_token(
     if ttl_s < 1:
         raise InvalidInputError(f"ttl must be >= 1 second, got {ttl_s}")
     iat = int(time.time() if now is None else now)
-    claims = {"sub": sub, "role": r.value, "iat": iat, "exp": iat + ttl_s, "iss": ISSUER}
+    claims: dict[str, object] = {"sub": sub, "role": r.value, "iat": iat, "exp": iat + ttl_s, "iss": ISSUER}
     team_list = _names(teams, "team")
     if team_list:
         claims["teams"] = list(team_list)

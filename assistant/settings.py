@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     )
     max_frame_bytes: int = Field(default=65_536, ge=1024, description="largest inbound WebSocket frame")
     max_json_depth: int = Field(default=16, ge=2, description="deepest nesting of an inbound JSON frame")
+    max_request_bytes: int = Field(default=262_144, ge=1024, description="largest HTTP request body")
     max_context_items: int = Field(default=20, ge=0, description="context turns POST /v1/analyze accepts")
     # Store ops held in memory while the database refuses writes; written when it is back (writer.py).
     store_buffer_max: int = Field(default=200_000, ge=100)

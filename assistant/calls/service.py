@@ -36,6 +36,7 @@ from assistant.calls.session import CallSession, CallState, ChunkData, Gap, Tran
 from assistant.calls.severity import intensity, level_of
 from assistant.errors import AssistantError, InvalidInputError
 from assistant.events.bus import ALERTS_TOPIC, BusMessage, EventBus, Subscription, call_topic
+from assistant.events.frames import FrameError, parse_frame, preview
 from assistant.events.memory import InProcessBus
 from assistant.events.messages import (
     AckEvent,
@@ -315,11 +316,11 @@ class CallService:
         received = time.perf_counter() if received is None else received
         out = Outcome(reply=reply)
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            return self._error(
-                out, ErrorReason.MALFORMED_JSON, f"expected a JSON object, got invalid JSON: {e}"
+            obj = parse_frame(
+                raw, max_bytes=self.settings.max_frame_bytes, max_depth=self.settings.max_json_depth
             )
+        except FrameError as e:
+            return self._error(out, e.reason, str(e))
         if not isinstance(obj, dict):
             return self._error(
                 out, ErrorReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}"
@@ -336,7 +337,7 @@ class CallService:
             return self._error(
                 out,
                 ErrorReason.UNKNOWN_TYPE,
-                f"unknown message type {str(kind)[:40]!r}; expected chunk, end or ping",
+                f"unknown message type {preview(str(kind))}; expected chunk, end or ping",
             )
         try:
             chunk = ChunkIn.model_validate(obj)
@@ -893,11 +894,11 @@ class CallService:
     async def ack_from_socket(self, raw: str, *, subject: str) -> str | None:
         """A supervisor's message on WS /v1/alerts; returns an error/pong reply, or None."""
         try:
-            obj = json.loads(raw)
-        except ValueError as e:
-            return encode(
-                ErrorEvent(reason=ErrorReason.MALFORMED_JSON, message=f"expected a JSON object: {e}")
+            obj = parse_frame(
+                raw, max_bytes=self.settings.max_frame_bytes, max_depth=self.settings.max_json_depth
             )
+        except FrameError as e:
+            return encode(ErrorEvent(reason=e.reason, message=str(e)))
         if isinstance(obj, dict) and obj.get("type") == "ping":
             return encode(PongEvent())
         try:

@@ -42,6 +42,9 @@ class ErrorReason(StrEnum):
     """Machine-readable ``reason`` of an ``error`` event."""
 
     MALFORMED_JSON = "malformed_json"
+    FRAME_TOO_LARGE = "frame_too_large"  # over ASSISTANT_MAX_FRAME_BYTES
+    TOO_DEEP = "too_deep"  # JSON nested deeper than ASSISTANT_MAX_JSON_DEPTH
+    INVALID_TEXT = "invalid_text"  # a string that is not valid Unicode (a lone surrogate such as \ud800)
     NOT_AN_OBJECT = "not_an_object"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_CHUNK = "invalid_chunk"  # missing or badly typed fields
