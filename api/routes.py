@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -43,13 +44,20 @@ class FeedbackIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-@router.get("/healthz", tags=["ops"])
-async def healthz(request: Request) -> dict[str, Any]:
+@router.get("/healthz", tags=["ops"], responses={503: {"description": "degraded: the store takes no writes"}})
+async def healthz(request: Request) -> JSONResponse:
+    """200 ``ok``; 503 ``degraded`` while the database takes no writes (they are held in memory and retried;
+    ``store`` says since when, how many are waiting and for which calls). Probes treat 503 as a failure."""
     svc = _service(request)
-    return {
-        "status": "ok",
+    health = svc.writer.health if svc.writer is not None else None
+    degraded = health is not None and not health.healthy
+    body: dict[str, Any] = {
+        "status": "degraded" if degraded else "ok",
         "live_calls": sum(1 for c in svc.calls.values() if c.session.state.value != "ended"),
     }
+    if health is not None:
+        body["store"] = {**health.to_dict(), "backlog": svc.writer.backlog if svc.writer else 0}
+    return JSONResponse(body, status_code=503 if degraded else 200)
 
 
 @router.get("/metrics", tags=["ops"])

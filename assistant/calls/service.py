@@ -140,7 +140,16 @@ class CallService:
         self.advisor = advisor
         self.bus: EventBus = bus or InProcessBus(history=settings.event_history)
         self.store = store
-        self.writer = StoreWriter(store, linger_ms=settings.store_linger_ms) if store is not None else None
+        self.writer = (
+            StoreWriter(
+                store,
+                linger_ms=settings.store_linger_ms,
+                retry_s=settings.store_retry_s,
+                buffer_max=settings.store_buffer_max,
+            )
+            if store is not None
+            else None
+        )
         self.webhook = webhook
         self.metrics = metrics or ServiceMetrics()
         self.batcher: MicroBatcher[Utterance, RedFlagResult] = MicroBatcher(
@@ -166,6 +175,9 @@ class CallService:
         self._tasks: list[asyncio.Task[None]] = []
         self._alert_sub: Subscription | None = None
         self.metrics.store_backlog.set_function(lambda: self.writer.backlog if self.writer else 0)
+        if self.writer is not None:
+            writer = self.writer
+            self.metrics.watch_store(lambda: writer.health)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:

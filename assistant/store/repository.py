@@ -235,6 +235,10 @@ class Store:
         # the SQLite thread: at 500 calls that was ~14% of a core on the loop thread and doubled the p95.
         self._sync_writes: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
+        # A SQLite file, and the (device, inode) it had at start: the writer refuses to write when the file is
+        # gone or replaced, because an open connection would write to the deleted file without an error.
+        self.sqlite_path: Path | None = None
+        self.sqlite_identity: tuple[int, int] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -270,8 +274,17 @@ class Store:
                 )
                 event.listen(self._sync_writes, "connect", _sqlite_pragmas)
                 self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writes")
+                self.sqlite_path = Path(database)
         if migrate:
             await self.migrate()
+        if self.sqlite_path is not None and self.sqlite_path.exists():
+            st = self.sqlite_path.stat()
+            self.sqlite_identity = (st.st_dev, st.st_ino)
+
+    def reset_connections(self) -> None:
+        """Drop pooled write connections (after a failure): the next write opens the database afresh."""
+        if self._sync_writes is not None:
+            self._sync_writes.dispose()
 
     async def close(self) -> None:
         if self._write_thread is not None:

@@ -1,0 +1,52 @@
+"""A storage outage under a running service: loud (/healthz 503, metric, log), nothing lost when it is back."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from streaming_support import make_settings
+
+from assistant.api.app import create_app
+from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+
+
+def _metric(client: TestClient, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_database_folder_removed_healthz_degraded_then_chunks_written_when_back(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    var.mkdir()
+    settings = make_settings(var, store_retry_s=0.05, store_linger_ms=0)
+    app = create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+    with TestClient(app) as client, client.websocket_connect("/v1/calls/o-1/stream") as src:
+        src.receive_json()
+        src.send_text(json.dumps({"seq": 1, "speaker": "customer", "text": "before"}))
+        while src.receive_json()["type"] != "processed":
+            pass
+        assert client.get("/healthz").status_code == 200
+        var.rename(tmp_path / "away")
+        for seq in range(2, 6):
+            src.send_text(json.dumps({"seq": seq, "speaker": "customer", "text": f"during {seq}"}))
+        deadline = time.monotonic() + 10
+        while client.get("/healthz").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "degraded"
+        assert "o-1" in health.json()["store"]["waiting_calls"]
+        assert _metric(client, "assistant_store_healthy") == 0
+        (tmp_path / "away").rename(var)
+        deadline = time.monotonic() + 10
+        while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert _metric(client, "assistant_store_healthy") == 1
+        record = client.get("/v1/calls/o-1").json()
+        assert [c["seq"] for c in record["transcript"]] == [1, 2, 3, 4, 5]
+        assert _metric(client, 'assistant_store_ops_total{outcome="dropped"}') == 0
