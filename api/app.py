@@ -4,7 +4,7 @@ Constructing the app is cheap; the lifespan loads the models (unless given), con
 its migrations), the event bus and the webhook, and shares one ``CallService`` through ``app.state``.
 
 Example:
-    >>> from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+    >>> from assistant.testing import KeywordAnalyzer, RuleAdvisor
     >>> app = create_app(analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
 """
 
@@ -15,12 +15,12 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 import assistant
+from assistant.calls.demo import DemoCalls
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.service import CallService
 from assistant.events.bus import EventBus
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
     """The shipped red-flag classifier (or the keyword stand-in with ASSISTANT_USE_FAKE_MODELS=1)."""
     if settings.use_fake_models:
-        from assistant.calls.fakes import KeywordAnalyzer
+        from assistant.testing import KeywordAnalyzer
 
         return KeywordAnalyzer()
     from assistant.redflags.classifier import load_classifier
@@ -55,15 +55,12 @@ def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
 def load_next_step_advisor(settings: Settings) -> NextStepAdvisor:
     """The knowledge-base advisor (or the rule stand-in with ASSISTANT_USE_FAKE_MODELS=1)."""
     if settings.use_fake_models:
-        from assistant.calls.fakes import RuleAdvisor
+        from assistant.testing import RuleAdvisor
 
         return RuleAdvisor()
     from assistant.knowledge import load_advisor
 
-    advisor: Any = load_advisor(settings, device=settings.device)
-    if hasattr(advisor, "warm_up"):
-        advisor.warm_up()
-    return advisor
+    return load_advisor(settings, device=settings.device)  # warmed up
 
 
 def make_bus(settings: Settings) -> EventBus:
@@ -110,6 +107,7 @@ def create_app(
             log.warning("authentication is OFF (ASSISTANT_AUTH_SECRET is not set): every caller is an admin")
         await service.start()
         app.state.service = service
+        app.state.demos = DemoCalls(service)
         # The models, tokenizers and index are hundreds of thousands of long-lived objects; moved out of the
         # collector's generations, a full collection no longer walks them (measured: 160 ms -> ~0 ms).
         gc.freeze()

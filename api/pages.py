@@ -22,12 +22,14 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from assistant.events.messages import CALL_ID_PATTERN
 
+from .checklist_report import router as checklist_router
 from .demo import router as demo_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 router = APIRouter()
 router.include_router(demo_router)
+router.include_router(checklist_router)
 
 # Media types by suffix; JavaScript modules must be served as text/javascript or the browser refuses them.
 _MEDIA = {

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from assistant.auth import Principal, Role
+from assistant.types import NextStepAdvisor
 
 from .security import requires
 
@@ -20,12 +21,10 @@ async def get_procedure(
     _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> dict[str, Any]:
     """Title, stage and ordered steps (what to do and what to say) of one procedure of the knowledge base."""
-    advisor = request.app.state.service.advisor
-    index = getattr(advisor, "index", None)
-    procedures = getattr(index, "procedures", None)
-    if procedures is None:
-        raise HTTPException(404, "this service runs without a knowledge base (stand-in advisor)")
-    proc = procedures.get(procedure_id)
+    advisor: NextStepAdvisor | None = request.app.state.service.advisor
+    if advisor is None:
+        raise HTTPException(404, "this service runs without a knowledge base (no advisor)")
+    proc = advisor.procedure(procedure_id)
     if proc is None:
         raise HTTPException(404, f"no procedure {procedure_id!r}; `assistant kb list` shows the ids")
     return {

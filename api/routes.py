@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -10,11 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from assistant.auth import Principal, Role
-from assistant.calls.service import CallService, UnknownAlert
+from assistant.calls.alerts import UnknownAlert
+from assistant.calls.incident import build_report, to_markdown
+from assistant.calls.service import CallService
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.store.records import CallRecord, CallSummary, FeedbackRecord
 
-from .incident import build_report, to_markdown
 from .security import requires
 
 router = APIRouter()
@@ -49,14 +51,15 @@ async def healthz(request: Request) -> JSONResponse:
     """200 ``ok``; 503 ``degraded`` while the database takes no writes (they are held in memory and retried;
     ``store`` says since when, how many are waiting and for which calls). Probes treat 503 as a failure."""
     svc = _service(request)
-    health = svc.writer.health if svc.writer is not None else None
+    writer = svc.recorder.writer
+    health = writer.health if writer is not None else None
     degraded = health is not None and not health.healthy
     body: dict[str, Any] = {
         "status": "degraded" if degraded else "ok",
-        "live_calls": sum(1 for c in svc.calls.values() if c.session.state.value != "ended"),
+        "live_calls": svc.live_count(),
     }
     if health is not None:
-        body["store"] = {**health.to_dict(), "backlog": svc.writer.backlog if svc.writer else 0}
+        body["store"] = {**health.to_dict(), "backlog": svc.recorder.backlog}
     return JSONResponse(body, status_code=503 if degraded else 200)
 
 
@@ -92,7 +95,8 @@ async def analyze(
                 detail=f"context[{i}] has {len(item)} characters; at most {limits.max_chunk_chars} "
                 "(ASSISTANT_MAX_CHUNK_CHARS)",
             )
-    return await _service(request).analyze(body.text, body.context)
+    analysis = await _service(request).pipeline.analyze_once(body.text, body.context)
+    return analysis.to_response()
 
 
 @router.get("/v1/calls", tags=["calls"], response_model=list[CallSummary])
@@ -150,8 +154,6 @@ async def incident_report(
     report = build_report(await _record(request, call_id))
     if "text/markdown" in request.headers.get("accept", ""):
         return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
-    import json
-
     return Response(json.dumps(report), media_type="application/json")
 
 
@@ -164,7 +166,7 @@ async def ack_alert(
 ) -> dict[str, Any]:
     """Acknowledge an alert (idempotent: a second ack returns ``already_acked: true``)."""
     try:
-        return await _service(request).ack_alert(
+        return await _service(request).alerts.ack(
             alert_id, subject=principal.subject, note=body.note if body else None
         )
     except UnknownAlert as e:
@@ -176,7 +178,7 @@ async def open_alerts(
     request: Request, _: Principal = Depends(requires(Role.SUPERVISOR))
 ) -> list[dict[str, Any]]:
     """Unacknowledged alerts known to this worker, oldest first."""
-    return _service(request).open_alerts()
+    return _service(request).alerts.open_alerts()
 
 
 @router.post("/v1/calls/{call_id}/feedback", tags=["calls"], status_code=201, response_model=FeedbackRecord)

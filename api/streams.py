@@ -8,14 +8,28 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from assistant.auth import Role
+from assistant.calls.alerts import UnknownAlert
+from assistant.calls.live import LiveCall, Outcome
 from assistant.calls.service import CallEnded, CallService
 from assistant.events.bus import ALERTS_TOPIC, Subscription, call_topic
-from assistant.events.messages import CloseCode, ErrorEvent, ErrorReason, encode, is_safe_call_id
+from assistant.events.frames import FrameError, parse_frame, preview
+from assistant.events.messages import (
+    AlertAckIn,
+    ChunkIn,
+    CloseCode,
+    ErrorEvent,
+    ErrorReason,
+    PongEvent,
+    encode,
+    is_safe_call_id,
+)
 
 from .security import socket_principal
 
@@ -27,6 +41,78 @@ MAX_CONSECUTIVE_ERRORS = 50
 
 def _service(ws: WebSocket) -> CallService:
     return ws.app.state.service
+
+
+# ---- frames ----------------------------------------------------------------------------------------------
+async def source_frame(
+    svc: CallService,
+    live: LiveCall,
+    raw: str | bytes,
+    *,
+    reply: Callable[[str], None],
+    received: float | None = None,
+) -> Outcome:
+    """Decode one frame from the source and hand it to the service; bad input is answered, never raised."""
+    received = time.perf_counter() if received is None else received
+    out = Outcome(reply=reply)
+    limits = svc.settings
+    try:
+        obj = parse_frame(raw, max_bytes=limits.max_frame_bytes, max_depth=limits.max_json_depth)
+    except FrameError as e:
+        return svc.reject(out, e.reason, str(e))
+    if not isinstance(obj, dict):
+        return svc.reject(out, ErrorReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type", "chunk")
+    if kind == "ping":
+        out.send(encode(PongEvent()))
+        return out
+    if kind == "end":
+        await svc.end_call(live, reason="source_end")
+        out.close = CloseCode.NORMAL
+        return out
+    if kind != "chunk":
+        return svc.reject(
+            out,
+            ErrorReason.UNKNOWN_TYPE,
+            f"unknown message type {preview(str(kind))}; expected chunk, end or ping",
+        )
+    try:
+        chunk = ChunkIn.model_validate(obj)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in e.errors()
+        )
+        seq = obj.get("seq") if isinstance(obj.get("seq"), int) else None
+        return svc.reject(out, ErrorReason.INVALID_CHUNK, f"invalid chunk: {problems}", seq=seq)
+    return await svc.ingest(live, chunk, reply=reply, received=received)
+
+
+async def supervisor_frame(svc: CallService, raw: str, *, subject: str) -> str | None:
+    """A supervisor's message on WS /v1/alerts (``ack`` or ``ping``); returns an error/pong reply, or None."""
+    limits = svc.settings
+    try:
+        obj = parse_frame(raw, max_bytes=limits.max_frame_bytes, max_depth=limits.max_json_depth)
+    except FrameError as e:
+        return encode(ErrorEvent(reason=e.reason, message=str(e)))
+    if isinstance(obj, dict) and obj.get("type") == "ping":
+        return encode(PongEvent())
+    try:
+        msg = AlertAckIn.model_validate(obj)
+    except ValidationError:
+        return encode(
+            ErrorEvent(
+                reason=ErrorReason.UNKNOWN_TYPE,
+                message='expected {"type": "ack", "id": "<alert id>"} or ping',
+            )
+        )
+    try:
+        await svc.alerts.ack(msg.id, subject=subject, note=msg.note)
+    except UnknownAlert as e:
+        return encode(ErrorEvent(reason=ErrorReason.UNKNOWN_ALERT, message=str(e)))
+    return None
+
+
+# ---- sockets ---------------------------------------------------------------------------------------------
 
 
 async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
@@ -118,7 +204,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
             raw = message.get("text")
             if raw is None:
                 raw = message.get("bytes") or b""
-            outcome = await svc.receive(live, raw, received=received, reply=sub.put_local)
+            outcome = await source_frame(svc, live, raw, received=received, reply=sub.put_local)
             errors = errors + 1 if outcome.error else 0
             if errors >= MAX_CONSECUTIVE_ERRORS:
                 outcome.close = CloseCode.TOO_MANY_ERRORS
@@ -197,7 +283,7 @@ async def alerts(ws: WebSocket) -> None:
     sub = svc.bus.subscribe(ALERTS_TOPIC, maxsize=10_000)
     svc.metrics.clients.labels("alerts").inc()
     sent: set[tuple[str, bool]] = set()
-    for data in svc.open_alerts():
+    for data in svc.alerts.open_alerts():
         sent.add((data["id"], bool(data.get("update"))))
         await ws.send_text(json.dumps(data))
 
@@ -221,7 +307,7 @@ async def alerts(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            reply = await svc.ack_from_socket(message.get("text") or "", subject=principal.subject)
+            reply = await supervisor_frame(svc, message.get("text") or "", subject=principal.subject)
             if reply is not None:
                 sub.put_local(reply)
     except (WebSocketDisconnect, RuntimeError):

@@ -1,13 +1,21 @@
-"""One-shot analysis of a single utterance: red flags plus next-step suggestions.
+"""One-shot analysis of a single utterance: red flags, a severity reading and next-step suggestions.
 
-Used by ``assistant analyze`` and ``POST /v1/analyze``; the streaming service keeps per-call state instead.
+The one path for ``assistant analyze`` (CLI), ``POST /v1/analyze`` (through the service's batcher, see
+``assistant.calls.pipeline``) and the advisor tests; a live call keeps per-call state instead.
+
+Example:
+    >>> from assistant.testing import KeywordAnalyzer, RuleAdvisor
+    >>> analyze_once(KeywordAnalyzer(), RuleAdvisor(), "you idiot").flags.flagged
+    ['insult']
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.calls.severity import intensity, level_of
 from assistant.errors import InvalidInputError
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Speaker, Suggestion, Utterance
 
@@ -20,7 +28,14 @@ class Analysis:
     flags: RedFlagResult
     suggestions: list[Suggestion] = field(default_factory=list)
 
+    @property
+    def severity(self) -> float:
+        """The severity one utterance alone gives (the same curve a call's severity follows)."""
+        probs = {label: self.flags.labels[label].probability for label in self.flags.flagged}
+        return round(1 - math.exp(-intensity(probs)), 4)
+
     def to_dict(self) -> dict[str, Any]:
+        """The ``assistant analyze`` output: flagged labels with spans, every score, suggestions."""
         flagged = [
             {
                 "label": name,
@@ -39,6 +54,28 @@ class Analysis:
             "truncated": self.flags.truncated,
             "suggestions": [s.to_dict() for s in self.suggestions],
         }
+
+    def to_response(self) -> dict[str, Any]:
+        """The ``POST /v1/analyze`` body: the (redacted) text, the full flag result, severity, suggestions."""
+        return {
+            "text": self.text,
+            "flags": self.flags.to_dict(),
+            "severity": {"score": self.severity, "level": level_of(self.severity)},
+            "suggestions": [x.to_dict() for x in self.suggestions],
+        }
+
+
+def suggest_once(
+    advisor: NextStepAdvisor,
+    text: str,
+    context: tuple[str, ...] | list[str] = (),
+    flags: RedFlagResult | None = None,
+    *,
+    speaker: Speaker = "customer",
+) -> list[Suggestion]:
+    """Suggestions for one utterance on a fresh call, the earlier turns passed as context."""
+    state = advisor.start_call()
+    return advisor.advise(state, speaker=speaker, text=text, context=tuple(context), flags=flags)
 
 
 def analyze_once(
@@ -59,8 +96,6 @@ def analyze_once(
     flags = analyzer.predict([Utterance(text, tuple(context))])[0]
     suggestions: list[Suggestion] = []
     if advisor is not None and text.strip():
-        # Same as POST /v1/analyze: a fresh call state, the earlier turns passed as context.
         who: Speaker = "agent" if speaker == "agent" else "customer"
-        state = advisor.start_call()
-        suggestions = advisor.advise(state, speaker=who, text=text, context=tuple(context), flags=flags)
+        suggestions = suggest_once(advisor, text, context, flags, speaker=who)
     return Analysis(text=text, flags=flags, suggestions=suggestions)

@@ -12,7 +12,7 @@ dispatch) while the model thread sat idle; stage timings showed chunks waiting ~
 
 Example:
     >>> import asyncio
-    >>> from assistant.calls.fakes import KeywordAnalyzer
+    >>> from assistant.testing import KeywordAnalyzer
     >>> async def demo() -> list[str]:
     ...     b = MicroBatcher(KeywordAnalyzer(), max_batch=8, max_wait_ms=2)
     ...     await b.start()
@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from assistant.errors import AssistantError
 from assistant.types import Utterance  # noqa: F401  (the doctest above uses it)
@@ -49,7 +49,7 @@ class BatcherStopped(AssistantError):
 
 
 class BatchPredictor(Protocol[In, Out]):
-    """Anything scored a batch at a time: the red-flag classifier, or a query encoder (``QueryEncoder``)."""
+    """Anything scored a batch at a time: the red-flag classifier, or an advisor's ``query_encoder()``."""
 
     def predict(self, items: list[In], /) -> list[Out]: ...
 
@@ -77,7 +77,7 @@ class MicroBatcher(Generic[In, Out]):
     """Scores items in batches of at most ``max_batch``, waiting at most ``max_wait_ms`` to fill one.
 
     Generic over what it scores: ``MicroBatcher(classifier)`` takes ``Utterance`` and gives ``RedFlagResult``;
-    ``MicroBatcher(QueryEncoder(advisor))`` takes texts and gives query vectors. Each batcher owns one worker
+    ``MicroBatcher(advisor.query_encoder())`` takes texts and gives query vectors. Each batcher owns one worker
     thread, so two batchers (classifier and query encoder) run their model passes side by side.
     """
 
@@ -196,19 +196,3 @@ class MicroBatcher(Generic[In, Out]):
                 job.future.set_result(outcome[i])
         if self._on_batch is not None and not isinstance(outcome, BaseException):
             self._on_batch(stats)
-
-
-class QueryEncoder:
-    """Adapts an advisor with ``encode_queries(texts)`` to ``BatchPredictor[str, vector]`` for a MicroBatcher.
-
-    The advisor's per-chunk query embedding is a second encoder pass; batching it across calls is what lets
-    one CPU keep up with hundreds of calls (see docs/protocol.md, "Storage and scale").
-    """
-
-    def __init__(self, advisor: Any) -> None:
-        if not callable(getattr(advisor, "encode_queries", None)):
-            raise TypeError(f"{type(advisor).__name__} has no encode_queries(texts); it cannot be batched")
-        self._advisor = advisor
-
-    def predict(self, items: list[str], /) -> list[Any]:
-        return list(self._advisor.encode_queries(items))

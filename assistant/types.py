@@ -5,7 +5,8 @@ These dataclasses are the boundaries between packages; each package keeps its in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 Speaker = Literal["customer", "agent"]
@@ -65,7 +66,11 @@ class Utterance:
 
 
 class RedFlagAnalyzer(Protocol):
-    """Scores utterances for red flags. Implementations: the shipped classifier, test fakes."""
+    """Scores utterances for red flags. Implementations: the shipped classifier, ``assistant.testing`` fakes."""
+
+    def warm_up(self) -> None:
+        """Load what the first prediction would otherwise load (called once, before the service opens)."""
+        ...
 
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]: ...
 
@@ -89,19 +94,6 @@ class Suggestion:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class TranscriptChunk:
-    """One chunk of a live call's transcript, as the ASR/telephony side sends it."""
-
-    call_id: str
-    seq: int
-    speaker: Speaker
-    text: str
-    is_final: bool = True
-    ts: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class AdvisorState(Protocol):
     """Per-call state of the next-step engine (procedure under way, stage, steps done).
 
@@ -111,8 +103,44 @@ class AdvisorState(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+class QueryEncoder(Protocol):
+    """Encodes many chunk texts in one pass into the query vectors ``NextStepAdvisor.advise(vector=...)`` takes."""
+
+    def predict(self, texts: list[str], /) -> list[Any]: ...
+
+
+class ProcedureStep(Protocol):
+    """One ordered step of an SOP, as the sidebar checklist shows it."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def script(self) -> str: ...
+
+
+class ProcedureOutline(Protocol):
+    """An SOP's id, title, stage and ordered steps (``GET /v1/procedures/{id}``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def steps(self) -> Sequence[ProcedureStep]: ...
+
+
 class NextStepAdvisor(Protocol):
-    """Suggests SOP next steps from the call's state. Implementation: assistant.knowledge."""
+    """Suggests SOP next steps from the call's state. Implementations: assistant.knowledge, assistant.testing."""
+
+    def warm_up(self) -> None:
+        """Load the encoder and the index (once), before the service opens."""
+        ...
 
     def start_call(self) -> AdvisorState: ...
 
@@ -124,4 +152,15 @@ class NextStepAdvisor(Protocol):
         text: str,
         context: tuple[str, ...],
         flags: RedFlagResult | None,
-    ) -> list[Suggestion]: ...
+        vector: Any | None = None,
+    ) -> list[Suggestion]:
+        """Update ``state`` with one chunk; ``vector`` is the chunk's query from ``query_encoder()``, if any."""
+        ...
+
+    def query_encoder(self) -> QueryEncoder | None:
+        """A batch encoder for the chunk queries (batched across calls by the service), or None."""
+        ...
+
+    def procedure(self, procedure_id: str) -> ProcedureOutline | None:
+        """The SOP with this id, or None (unknown id, or an advisor without a knowledge base)."""
+        ...

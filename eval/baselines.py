@@ -100,3 +100,26 @@ class ProfanityCheck:
 
         p = np.asarray(predict_prob(list(texts)), dtype=float) if texts else np.zeros(0)
         return {"abusive": (p, p >= 0.5), "profanity": (p, p >= 0.5)}
+
+
+class KeywordRules:
+    """The keyword lists of the model-free stand-in (``ASSISTANT_USE_FAKE_MODELS=1``): a label is decided when
+    one of its keywords occurs. The simplest peer a user could write; it decides every label and group."""
+
+    name = "keyword_rules"
+
+    def score(self, texts: Sequence[str], contexts: Sequence[Sequence[str]]) -> Scored:
+        from assistant.calls.fakes import KeywordAnalyzer
+        from assistant.types import Utterance
+
+        results = KeywordAnalyzer().predict([Utterance(t) for t in texts])
+        out: Scored = {}
+        for name in (*LABELS, *GROUPS):
+            if name in LABELS:
+                p = np.array([r.labels[name].probability for r in results], dtype=float)
+                d = np.array([r.labels[name].flagged for r in results], dtype=bool)
+            else:
+                p = np.array([r.groups[name] for r in results], dtype=float)
+                d = np.array([any(r.labels[m].flagged for m in GROUPS[name]) for r in results], dtype=bool)
+            out[name] = (p.reshape(len(texts)), d.reshape(len(texts)))
+        return out

@@ -43,7 +43,8 @@ from typing import Any, Literal
 
 import psutil
 
-TRANSCRIPTS_DIR = Path(__file__).resolve().parent / "transcripts"
+from assistant.calls.transcript import TRANSCRIPTS_DIR, demo_transcripts, load_transcript
+
 GRACE_S = 10.0  # after the last chunk is sent, wait this long for its events before counting it lost
 PhaseKind = Literal["rate", "saturation", "single"]
 
@@ -205,14 +206,8 @@ def load_scripts(
 ) -> list[list[dict[str, str]]]:
     """Call scripts (speaker, text turns): the demo transcripts plus calls written from the phrase lists."""
     scripts: list[list[dict[str, str]]] = []
-    for path in sorted(folder.glob("*.jsonl")):
-        turns = []
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                turns.append({"speaker": row["speaker"], "text": row["text"]})
-        if turns:
-            scripts.append(turns)
+    for path in demo_transcripts(folder).values():
+        scripts.append([{"speaker": c.speaker, "text": c.text} for c in load_transcript(path)])
     rng = random.Random(seed)
     for _ in range(n_written):
         turns = []

@@ -4,8 +4,9 @@ Inputs are recognised by their keys: a red-flag evaluation (``per_label`` and ``
 ``assistant eval redflags --json``), a retrieval evaluation (``recall@1``), or a benchmark (``p95_ms``, from
 ``assistant bench --json``). The page holds tables and PNG plots (embedded as base64, so the one file can be
 mailed or attached): per-label precision / recall / F1, confusion counts per label (TP / FP / FN / TN, derived
-from support, precision, recall and n), calibration (reliability curves, when the eval JSON carries a
-``calibration`` block; see :func:`calibration_block`) and latency histograms.
+from support, precision, recall and n), calibration (when the eval JSON carries a ``calibration`` block, see
+:func:`calibration_block`: the expected calibration error per label and run, a reliability diagram per label with
+the run's decision thresholds, and the curve pooled over labels) and latency histograms.
 
 Example:
     >>> html = render_report([("fp32", {"per_label": {"insult": {"precision": 0.8, "recall": 0.5, "f1": 0.62,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -233,6 +235,81 @@ def plot_calibration(runs: Sequence[Run]) -> str | None:
     return _png(fig)
 
 
+def _calibrated(runs: Sequence[Run]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(name, calibration block, run) of the runs whose JSON has a ``calibration`` block."""
+    return [(n, d["calibration"], d) for n, d in runs if isinstance(d.get("calibration"), Mapping)]
+
+
+def calibration_labels(runs: Sequence[Run]) -> list[str]:
+    """The labels and groups with reliability bins in any run, in contract order (no pooled ``all``)."""
+    names = {
+        k for _, cal, _ in _calibrated(runs) for k, v in cal.items() if k != "all" and isinstance(v, Mapping)
+    }
+    return sorted(names, key=_label_order)
+
+
+def plot_calibration_per_label(runs: Sequence[Run]) -> str | None:
+    """One reliability diagram per label: fraction positive against mean predicted probability per bin.
+
+    A point's size grows with the rows in its bin; the dotted vertical line is the run's decision threshold for
+    the label (when the eval JSON carries ``thresholds``), so a trainer sees what a flag at that cut-off means.
+    """
+    have = _calibrated(runs)
+    labels = calibration_labels(runs)
+    if not have or not labels:
+        return None
+    plt = _plt()
+    cols = min(4, len(labels))
+    rows = math.ceil(len(labels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(labels) :]:
+        ax.axis("off")
+    for ax, label in zip(axes.flat, labels, strict=False):
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+        for i, (name, cal, data) in enumerate(have):
+            block = cal.get(label)
+            if not isinstance(block, Mapping) or not block.get("count"):
+                continue
+            colour = f"C{i}"
+            sizes = [12 + 60 * math.sqrt(c / max(block["count"])) for c in block["count"]]
+            ax.plot(block["mean_predicted"], block["fraction_positive"], color=colour, lw=1)
+            ax.scatter(
+                block["mean_predicted"],
+                block["fraction_positive"],
+                s=sizes,
+                color=colour,
+                label=f"{name} (ECE {block.get('ece')})",
+            )
+            thr = (data.get("thresholds") or {}).get(label)
+            if isinstance(thr, int | float):
+                ax.axvline(float(thr), color=colour, ls=":", lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("mean predicted probability", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction positive", fontsize=8)
+    return _png(fig)
+
+
+def _calibration_table(runs: Sequence[Run]) -> str:
+    """ECE per label (rows) and run (columns), with the rows binned; pooled over labels last."""
+    have = _calibrated(runs)
+    head = ["label"] + [f"{n} ECE (rows)" for n, _, _ in have]
+    rows = []
+    for label in [*calibration_labels(runs), "all"]:
+        cells: list[Any] = [label if label != "all" else "all labels pooled"]
+        for _, cal, _ in have:
+            block = cal.get(label)
+            ok = isinstance(block, Mapping) and block.get("count")
+            cells.append(f"{block['ece']:.3f} ({sum(block['count'])})" if ok else "-")  # type: ignore[index]
+        rows.append(cells)
+    return _table(head, rows)
+
+
 def plot_latency(runs: Sequence[Run]) -> str | None:
     """Latency histograms of the bench runs (optimized and, when present, naive), log-spaced bins."""
     series: list[tuple[str, list[float]]] = []
@@ -345,7 +422,16 @@ def _redflags_section(runs: Sequence[Run]) -> str:
     parts.append(_table(head, rows))
     cal = plot_calibration(runs)
     if cal is not None:
-        parts.append("<h3>Calibration (pooled over labels)</h3>" + _img(cal))
+        parts.append(
+            "<h3>Calibration</h3><p class=note>Expected calibration error (ECE): the row-weighted mean gap "
+            "between the predicted probability and the observed fraction of positives over ten equal-width "
+            "bins; 0 means a score of 0.8 is right 80% of the time. Dotted lines: the decision thresholds.</p>"
+            + _calibration_table(runs)
+        )
+        per_label = plot_calibration_per_label(runs)
+        if per_label is not None:
+            parts.append("<h3>Reliability per label</h3>" + _img(per_label))
+        parts.append("<h3>Reliability pooled over labels</h3>" + _img(cal))
     else:
         parts.append(
             "<p class=note>No calibration block in these eval files (the eval JSON's optional "
@@ -436,3 +522,17 @@ def render_report(runs: Sequence[Run], *, title: str = "Model report") -> str:
         parts.append(f"<p class=note>Not recognised (no per_label, recall@1 or p95_ms): {names}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def latest_report(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest red-flag evaluation report (a JSON object with ``per_label``) in ``reports_dir``."""
+    if not reports_dir.is_dir():
+        return None
+    for path in sorted(reports_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "per_label" in data:
+            return path, data
+    return None

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from assistant.analysis import MAX_ANALYZE_CHARS, analyze_once
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.errors import InvalidInputError
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def test_analysis_gives_flags_with_spans_and_a_next_step() -> None:

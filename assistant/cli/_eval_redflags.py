@@ -81,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     report["model_path"] = str(model_path)
     report["device"] = str(clf.device)
     report["mode"] = clf.mode
+    report["thresholds"] = {label: round(float(t), 4) for label, t in clf.config.thresholds.items()}
     report["precision"] = clf.precision
     report["torchscript"] = clf.torchscript
     report["machine"] = {

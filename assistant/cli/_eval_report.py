@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one HTML page (tables and PNG plots) from eval and bench JSON files, runs side by side",
         description="Inputs: JSON from `assistant eval redflags --json`, `assistant eval retrieval --json` and "
         "`assistant bench --json`, recognised by their keys. Plots: per-label precision/recall/F1, confusion "
-        "counts, calibration (when the eval JSON has a `calibration` block), latency histograms. Plots are "
-        "embedded in the page (base64), so the one file is the whole report.",
+        "counts, calibration (when the eval JSON has a `calibration` block: ECE and a reliability diagram "
+        "per label, with the decision thresholds), latency histograms. Plots are embedded in the page "
+        "(base64), so the one file is the whole report.",
     )
     p.add_argument(
         "--inputs", type=Path, nargs="+", required=True, help="eval / bench JSON files, in column order"

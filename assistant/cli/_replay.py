@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import ValidationError
-
+from assistant.calls.transcript import load_transcript
 from assistant.errors import AssistantError, InvalidInputError
 from assistant.events.messages import ChunkIn, is_safe_call_id
 
@@ -45,30 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the last events")
     p.set_defaults(handler=_run)
-
-
-def load_transcript(path: Path) -> list[ChunkIn]:
-    """Read and validate a transcript file; InvalidInputError names the bad line."""
-    if not path.is_file():
-        raise InvalidInputError(f"transcript file not found: {path}")
-    chunks: list[ChunkIn] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            chunks.append(ChunkIn.model_validate_json(line))
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "line"
-            raise InvalidInputError(
-                f"{path}:{n}: {where}: {err['msg']} (expected a chunk object per line)"
-            ) from e
-    if not chunks:
-        raise InvalidInputError(f"{path}: no chunks; expected one JSON object per line")
-    ids = {c.call_id for c in chunks if c.call_id}
-    if len(ids) > 1:
-        raise InvalidInputError(f"{path}: chunks of several calls {sorted(ids)[:3]}; one call per file")
-    return chunks
 
 
 _PER_CHUNK = frozenset({"transcript", "flag", "severity", "suggestion", "alert"})

@@ -2,17 +2,16 @@
 
 Public API (what the service and the CLI use)::
 
-    from assistant.knowledge import load_advisor, advise_once, incident_fields
+    from assistant.knowledge import load_advisor, incident_fields
 
     advisor = load_advisor(settings, device="cpu")        # encoder + index, rebuilt when stale
     state = advisor.start_call()
     suggestions = advisor.advise(state, speaker="customer", text=..., context=(...), flags=red_flag_result)
-    suggestions = advise_once(advisor, text, context, flags)  # one utterance, fresh call
 """
 
 from __future__ import annotations
 
-from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor, advise_once, load_advisor
+from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor, load_advisor
 from assistant.knowledge.document import (
     KnowledgeBase,
     KnowledgeProblem,
@@ -56,7 +55,6 @@ __all__ = [
     "Retriever",
     "SentenceEmbedder",
     "Step",
-    "advise_once",
     "build_from_settings",
     "build_index",
     "import_pack",

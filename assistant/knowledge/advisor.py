@@ -246,6 +246,14 @@ class KnowledgeAdvisor:
             return []
         return list(self.embedder.encode(texts))
 
+    def query_encoder(self) -> _QueryBatch:
+        """``encode_queries`` as a batch predictor, for the service's cross-call query batching."""
+        return _QueryBatch(self)
+
+    def procedure(self, procedure_id: str) -> Procedure | None:
+        """The SOP with this id in the loaded index, or None."""
+        return self.index.procedures.get(procedure_id)
+
     # -- internals -----------------------------------------------------------------------------------
     def _procedures_answering(self, label: str) -> list[str]:
         group = GROUP_OF.get(label)
@@ -420,12 +428,11 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
     return advisor
 
 
-def advise_once(
-    advisor: KnowledgeAdvisor,
-    text: str,
-    context: tuple[str, ...] | list[str] = (),
-    flags: RedFlagResult | None = None,
-) -> list[Suggestion]:
-    """Suggestions for one customer utterance on a fresh call (``assistant analyze``, ``POST /v1/analyze``)."""
-    state = advisor.start_call()
-    return advisor.advise(state, speaker="customer", text=text, context=tuple(context), flags=flags)
+class _QueryBatch:
+    """``KnowledgeAdvisor.encode_queries`` under the ``QueryEncoder`` protocol (``predict(texts)``)."""
+
+    def __init__(self, advisor: KnowledgeAdvisor) -> None:
+        self._advisor = advisor
+
+    def predict(self, texts: list[str], /) -> list[np.ndarray]:
+        return self._advisor.encode_queries(texts)

@@ -108,6 +108,7 @@ make install
 .venv/bin/assistant train redflags            # writes models/redflags (about 20-40 min on 2 CPU cores)
 .venv/bin/assistant data convert --source all --split test --out var/eval
 .venv/bin/assistant eval redflags --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
+.venv/bin/assistant eval checklist --write-expected   # the "Behavioural suite" table (checklist.json)
 ```
 
 ## Limitations

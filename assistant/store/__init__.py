@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from assistant.store.records import ResumeState
 from assistant.store.repository import Insert, Op, Store, Update, Upsert, utcnow
 from assistant.store.writer import StoreWriter
 
-__all__ = ["Insert", "Op", "Store", "StoreWriter", "Update", "Upsert", "utcnow"]
+__all__ = ["Insert", "Op", "ResumeState", "Store", "StoreWriter", "Update", "Upsert", "utcnow"]

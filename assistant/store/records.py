@@ -1,38 +1,54 @@
-"""What the store returns: pydantic records (also the HTTP response models of the call endpoints)."""
+"""What the store returns: pydantic records (also the HTTP response models of the call endpoints).
+
+Read straight from the rows of ``models.py`` (``from_attributes``); the columns are not mapped by hand.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
-class ChunkRecord(BaseModel):
+def _utc(dt: datetime) -> datetime:
+    """SQLite gives naive datetimes back; every stored time is UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ChunkRecord(_Record):
     seq: int
     speaker: str
     text: str
     call_ts: float | None = None
-    received_at: datetime
+    received_at: UtcDateTime
 
 
-class FlagRecord(BaseModel):
+class FlagRecord(_Record):
     seq: int
     labels: list[str]
     scores: dict[str, float]
     spans: list[dict[str, Any]] = Field(default_factory=list)
     severity: float
     level: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
-class AckRecord(BaseModel):
+class AckRecord(_Record):
     subject: str
     note: str | None = None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
-class AlertRecord(BaseModel):
+class AlertRecord(_Record):
     id: str
     call_id: str
     episode: int
@@ -43,14 +59,14 @@ class AlertRecord(BaseModel):
     labels: list[str]
     text: str
     updates: int = 0
-    created_at: datetime
-    updated_at: datetime
-    acked_at: datetime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    acked_at: UtcDateTime | None = None
     acked_by: str | None = None
     acks: list[AckRecord] = Field(default_factory=list)
 
 
-class SuggestionRecord(BaseModel):
+class SuggestionRecord(_Record):
     seq: int
     eid: int
     rank: int
@@ -63,10 +79,10 @@ class SuggestionRecord(BaseModel):
     source: str
     score: float
     reason: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
-class FeedbackRecord(BaseModel):
+class FeedbackRecord(_Record):
     id: int
     call_id: str
     eid: int | None = None
@@ -75,16 +91,16 @@ class FeedbackRecord(BaseModel):
     verdict: str
     comment: str | None = None
     subject: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
-class CallSummary(BaseModel):
+class CallSummary(_Record):
     id: str
     status: str
     agent: str | None = None
-    started_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None = None
+    started_at: UtcDateTime
+    updated_at: UtcDateTime
+    ended_at: UtcDateTime | None = None
     end_reason: str = ""
     last_seq: int
     severity: float
@@ -104,3 +120,17 @@ class CallRecord(CallSummary):
     alerts: list[AlertRecord] = Field(default_factory=list)
     suggestions: list[SuggestionRecord] = Field(default_factory=list)
     feedback: list[FeedbackRecord] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What a worker needs to resume a stored call: its status, last seq and eid, and its latest chunks."""
+
+    status: str
+    last_seq: int
+    last_eid: int
+    chunks: list[ChunkRecord]
+
+    @property
+    def ended(self) -> bool:
+        return self.status == "ended"

@@ -1,8 +1,9 @@
 """The call record store: SQLAlchemy 2 async engine, migrations at start-up, batched writes, reads.
 
 Same code on SQLite (``sqlite+aiosqlite:///var/assistant.db``, the embedded default) and PostgreSQL
-(``postgresql+asyncpg://...``). Writes arrive as ``Insert``/``Upsert``/``Update`` operations, normally through
-the write-behind ``StoreWriter`` so that the hot path never waits for the database.
+(``postgresql+asyncpg://...``). Writes arrive as ``Insert``/``Upsert``/``Update`` operations on the ORM classes
+of ``models.py`` (the one schema), normally through the write-behind ``StoreWriter`` so that the hot path never
+waits for the database.
 
 Example:
     >>> store = Store("sqlite+aiosqlite:///:memory:")  # cheap; connect and migrate with await store.start()
@@ -11,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ from assistant.store.records import (
     ChunkRecord,
     FeedbackRecord,
     FlagRecord,
+    ResumeState,
     SuggestionRecord,
 )
 
@@ -63,48 +66,105 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(dt: datetime) -> datetime:
-    """SQLite gives naive datetimes back; every stored time is UTC."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+@functools.cache
+def _columns(table: Table) -> frozenset[str]:
+    return frozenset(c.key for c in table.columns)
 
 
-def _aware_opt(dt: datetime | None) -> datetime | None:
-    return None if dt is None else _aware(dt)
+def _table_of(model: type[m.Base]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
-@dataclass(frozen=True, slots=True)
+def _set_values(row: m.Base) -> dict[str, Any]:
+    """The columns set on a new ORM row (unset ones get their column default on insert)."""
+    state = row.__dict__
+    return {k: state[k] for k in _columns(_table_of(type(row))) if k in state}
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Insert:
-    table: str
-    row: dict[str, Any]
-    ignore_conflict: tuple[str, ...] = ()  # unique columns: a row already there is kept
+    """Insert a new row, e.g. ``Insert(models.Chunk(call_id=..., seq=..., ...))``."""
 
-
-@dataclass(frozen=True, slots=True)
-class Upsert:
-    table: str
-    row: dict[str, Any]
-    keys: tuple[str, ...] = ("id",)
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    table: str
-    where: dict[str, Any]
+    table: Table
     values: dict[str, Any]
-    only_if_null: str | None = None  # e.g. "acked_at": the first acknowledgement wins
+    ignore_conflict: tuple[str, ...]  # unique columns: a row already there is kept
+
+    def __init__(self, row: m.Base, *, ignore_conflict: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "table", _table_of(type(row)))
+        object.__setattr__(self, "values", _set_values(row))
+        object.__setattr__(self, "ignore_conflict", ignore_conflict)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Upsert:
+    """Insert the row, or update the columns it sets when a row with its primary key exists."""
+
+    table: Table
+    values: dict[str, Any]
+
+    def __init__(self, row: m.Base) -> None:
+        object.__setattr__(self, "table", _table_of(type(row)))
+        object.__setattr__(self, "values", _set_values(row))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.table.primary_key.columns)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Update:
+    """Set ``values`` on the row of ``model`` whose primary key is ``key``.
+
+    ``only_if_null``: a column that must still be null (e.g. ``acked_at``: the first acknowledgement wins).
+    """
+
+    table: Table
+    key: Any
+    values: dict[str, Any]
+    only_if_null: str | None
+
+    def __init__(
+        self, model: type[m.Base], key: Any, values: dict[str, Any], *, only_if_null: str | None = None
+    ) -> None:
+        table = _table_of(model)
+        unknown = set(values).union([only_if_null] if only_if_null else []) - _columns(table)
+        if unknown:
+            raise ValueError(
+                f"{model.__name__} has no column(s) {sorted(unknown)}; see assistant/store/models.py"
+            )
+        if len(table.primary_key.columns) != 1:
+            raise ValueError(f"Update needs a single-column primary key; {model.__name__} has another")
+        object.__setattr__(self, "table", table)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "values", dict(values))
+        object.__setattr__(self, "only_if_null", only_if_null)
+
+    @property
+    def key_column(self) -> str:
+        return next(iter(self.table.primary_key.columns)).key
 
 
 Op = Insert | Upsert | Update
 
 
+def call_id_of(op: Op) -> str:
+    """The call an operation belongs to (for logs that must not name anything else)."""
+    if isinstance(op, Update):
+        return str(op.values.get("call_id", op.key))
+    return str(op.values.get("call_id", op.values.get("id")))
+
+
 def _signature(op: Op) -> tuple[Any, ...] | None:
     """Ops with equal signatures run as one executemany; None: the op runs alone."""
     if isinstance(op, Insert):
-        return ("insert", op.table, tuple(op.row), op.ignore_conflict)
+        return ("insert", op.table.name, tuple(op.values), op.ignore_conflict)
     if isinstance(op, Upsert):
-        return ("upsert", op.table, tuple(op.row), op.keys)
+        return ("upsert", op.table.name, tuple(op.values))
     if op.only_if_null is None:  # a first-wins update depends on the ones before it: it runs alone
-        return ("update", op.table, tuple(op.where), tuple(op.values))
+        return ("update", op.table.name, tuple(op.values))
     return None
 
 
@@ -125,7 +185,7 @@ def plan_batch(ops: list[Op]) -> list[list[Op]]:
     foreign keys, are reordered. One statement per run instead of per op: at 250 chunks/s the per-statement
     round trips through the SQLite thread were ~10% of the service's CPU.
     """
-    ordered = sorted(ops, key=lambda op: _TABLE_RANK.get(op.table, len(_TABLE_RANK)))
+    ordered = sorted(ops, key=lambda op: _TABLE_RANK.get(op.table.name, len(_TABLE_RANK)))
     runs: list[list[Op]] = []
     for op in ordered:
         sig = _signature(op)
@@ -144,8 +204,7 @@ def statements(dialect: str, ops: list[Op]) -> list[tuple[Any, list[dict[str, An
     return out
 
 
-def _insert(dialect: str, table: str) -> Any:
-    t = _TABLES[table]
+def _insert(dialect: str, t: Table) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(t)
     if dialect == "sqlite":
@@ -158,7 +217,7 @@ def _many(dialect: str, run: list[Op]) -> tuple[Any, list[dict[str, Any]]]:
     first = run[0]
     if isinstance(first, Update):
         return _many_updates([op for op in run if isinstance(op, Update)])
-    rows = [op.row for op in run if isinstance(op, Insert | Upsert)]
+    rows = [op.values for op in run if isinstance(op, Insert | Upsert)]
     # A multi-row statement may not touch one key twice (PostgreSQL refuses it). Applied one at a time,
     # the last Upsert of a key wins and the first ignore-conflict Insert does: keep just that row.
     if isinstance(first, Upsert):
@@ -169,7 +228,7 @@ def _many(dialect: str, run: list[Op]) -> tuple[Any, list[dict[str, Any]]]:
     if isinstance(first, Insert) and first.ignore_conflict:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(first.ignore_conflict))
     elif isinstance(first, Upsert):
-        changes = {k: stmt.excluded[k] for k in first.row if k not in first.keys}
+        changes = {k: stmt.excluded[k] for k in first.values if k not in first.keys}
         stmt = stmt.on_conflict_do_update(index_elements=list(first.keys), set_=changes)
     return stmt, rows
 
@@ -179,36 +238,30 @@ def _many_updates(run: list[Update]) -> tuple[Any, list[dict[str, Any]]]:
     absolute values, so of several updates to one row in a run only the last matters (the call state is
     written after every chunk; a batch holds a few chunks of each busy call)."""
     first = run[0]
-    t = _TABLES[first.table]
-    last: dict[tuple[Any, ...], Update] = {}
+    t = first.table
+    last: dict[Any, Update] = {}
     for op in run:
-        last.pop(tuple(op.where.values()), None)  # re-insert: keep the order of last writes
-        last[tuple(op.where.values())] = op
+        last.pop(op.key, None)  # re-insert: keep the order of last writes
+        last[op.key] = op
     # Bind names differ from column names: SQLAlchemy reserves those for the SET clause.
     stmt = update(t).values({k: bindparam(f"v_{k}") for k in first.values})
-    for col in first.where:
-        stmt = stmt.where(t.c[col] == bindparam(f"w_{col}"))
-    params = [
-        {**{f"w_{k}": v for k, v in op.where.items()}, **{f"v_{k}": v for k, v in op.values.items()}}
-        for op in last.values()
-    ]
+    stmt = stmt.where(t.c[first.key_column] == bindparam("w_key"))
+    params = [{"w_key": op.key, **{f"v_{k}": v for k, v in op.values.items()}} for op in last.values()]
     return stmt, params
 
 
 def _single(dialect: str, op: Op) -> Any:
     if isinstance(op, Insert):
-        stmt = _insert(dialect, op.table).values(**op.row)
+        stmt = _insert(dialect, op.table).values(**op.values)
         if op.ignore_conflict:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(op.ignore_conflict))
         return stmt
     if isinstance(op, Upsert):
-        stmt = _insert(dialect, op.table).values(**op.row)
-        changes = {k: v for k, v in op.row.items() if k not in op.keys}
+        stmt = _insert(dialect, op.table).values(**op.values)
+        changes = {k: v for k, v in op.values.items() if k not in op.keys}
         return stmt.on_conflict_do_update(index_elements=list(op.keys), set_=changes)
-    t = _TABLES[op.table]
-    ustmt = update(t).values(**op.values)
-    for col, value in op.where.items():
-        ustmt = ustmt.where(t.c[col] == value)
+    t = op.table
+    ustmt = update(t).values(**op.values).where(t.c[op.key_column] == op.key)
     if op.only_if_null:
         ustmt = ustmt.where(t.c[op.only_if_null].is_(None))
     return ustmt
@@ -239,6 +292,10 @@ class Store:
         # gone or replaced, because an open connection would write to the deleted file without an error.
         self.sqlite_path: Path | None = None
         self.sqlite_identity: tuple[int, int] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -320,8 +377,10 @@ class Store:
                 await conn.execute(stmt, params)
 
     def _write_sync(self, ops: list[Op]) -> None:
-        assert self._sync_writes is not None
-        with self._sync_writes.begin() as conn:
+        engine = self._sync_writes
+        if engine is None:
+            raise ConfigurationError("Store closed while a write was queued")
+        with engine.begin() as conn:
             for stmt, params in statements(conn.dialect.name, ops):
                 conn.execute(stmt, params)
 
@@ -336,22 +395,20 @@ class Store:
         step_index: int | None = None,
         comment: str | None = None,
     ) -> FeedbackRecord:
-        row: dict[str, Any] = {
-            "call_id": call_id,
-            "eid": eid,
-            "procedure_id": procedure_id,
-            "step_index": step_index,
-            "verdict": verdict,
-            "comment": comment,
-            "subject": subject,
-            "created_at": utcnow(),
-        }
+        row = m.Feedback(
+            call_id=call_id,
+            eid=eid,
+            procedure_id=procedure_id,
+            step_index=step_index,
+            verdict=verdict,
+            comment=comment,
+            subject=subject,
+            created_at=utcnow(),
+        )
+        table = _table_of(m.Feedback)
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                insert(_TABLES["feedback"]).values(**row).returning(_TABLES["feedback"].c.id)
-            )
-            new_id = int(result.scalar_one())
-        return FeedbackRecord(id=new_id, **row)
+            result = await conn.execute(insert(table).values(**_set_values(row)).returning(table))
+            return FeedbackRecord.model_validate(result.one())
 
     # ---- reads -----------------------------------------------------------------------------------------
     async def call_exists(self, call_id: str) -> bool:
@@ -359,8 +416,8 @@ class Store:
             got = await conn.execute(select(m.Call.id).where(m.Call.id == call_id))
             return got.first() is not None
 
-    async def resume_state(self, call_id: str) -> tuple[str, int, int, list[ChunkRecord]] | None:
-        """(status, last_seq, last_eid, last 20 chunks) of a stored call, or None when unknown."""
+    async def resume_state(self, call_id: str) -> ResumeState | None:
+        """Status, last seq and eid and the last 20 chunks of a stored call, or None when unknown."""
         async with self.engine.connect() as conn:
             call = (await conn.execute(select(m.Call).where(m.Call.id == call_id))).first()
             if call is None:
@@ -370,8 +427,13 @@ class Store:
             rows = await conn.execute(
                 select(m.Chunk).where(m.Chunk.call_id == call_id).order_by(m.Chunk.seq.desc()).limit(20)
             )
-            chunks = [_chunk(r) for r in reversed(rows.all())]
-        return call.status, (last_seq if last_seq is not None else -1), call.last_eid, chunks
+            chunks = [ChunkRecord.model_validate(r) for r in reversed(rows.all())]
+        return ResumeState(
+            status=call.status,
+            last_seq=last_seq if last_seq is not None else -1,
+            last_eid=call.last_eid,
+            chunks=chunks,
+        )
 
     async def list_calls(self, *, limit: int = 100, status: str | None = None) -> list[CallSummary]:
         async with self.engine.connect() as conn:
@@ -388,7 +450,10 @@ class Store:
                     .group_by(m.Alert.call_id)
                 )
                 open_counts = {cid: int(n) for cid, n in rows.all()}
-        return [_summary(c, open_counts.get(c.id, 0)) for c in calls]
+        summaries = [CallSummary.model_validate(c) for c in calls]
+        for summary in summaries:
+            summary.open_alerts = open_counts.get(summary.id, 0)
+        return summaries
 
     async def get_call(self, call_id: str) -> CallRecord | None:
         async with self.engine.connect() as conn:
@@ -415,44 +480,15 @@ class Store:
             )
             acks_by_alert: dict[str, list[AckRecord]] = {}
             for a in acks.all():
-                acks_by_alert.setdefault(a.alert_id, []).append(
-                    AckRecord(subject=a.subject, note=a.note, created_at=_aware(a.created_at))
-                )
-            open_alerts = sum(1 for a in alerts if a.acked_at is None)
-            summary = _summary(call, open_alerts)
-            return CallRecord(
-                **summary.model_dump(),
-                last_eid=call.last_eid,
-                advisor_state=call.advisor_state or {},
-                transcript=[_chunk(r) for r in chunks.all()],
-                flags=[
-                    FlagRecord(
-                        seq=f.seq,
-                        labels=f.labels,
-                        scores=f.scores,
-                        spans=f.spans,
-                        severity=f.severity,
-                        level=f.level,
-                        created_at=_aware(f.created_at),
-                    )
-                    for f in flags.all()
-                ],
-                alerts=[_alert(a, acks_by_alert.get(a.id, [])) for a in alerts],
-                suggestions=[
-                    SuggestionRecord(
-                        **{k: getattr(s, k) for k in SuggestionRecord.model_fields if k != "created_at"},
-                        created_at=_aware(s.created_at),
-                    )
-                    for s in sugg.all()
-                ],
-                feedback=[
-                    FeedbackRecord(
-                        **{k: getattr(f, k) for k in FeedbackRecord.model_fields if k != "created_at"},
-                        created_at=_aware(f.created_at),
-                    )
-                    for f in fb.all()
-                ],
-            )
+                acks_by_alert.setdefault(a.alert_id, []).append(AckRecord.model_validate(a))
+            record = CallRecord.model_validate(call)
+            record.open_alerts = sum(1 for a in alerts if a.acked_at is None)
+            record.transcript = [ChunkRecord.model_validate(r) for r in chunks.all()]
+            record.flags = [FlagRecord.model_validate(f) for f in flags.all()]
+            record.alerts = [_alert(a, acks_by_alert.get(a.id, [])) for a in alerts]
+            record.suggestions = [SuggestionRecord.model_validate(x) for x in sugg.all()]
+            record.feedback = [FeedbackRecord.model_validate(f) for f in fb.all()]
+            return record
 
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
         async with self.engine.connect() as conn:
@@ -460,24 +496,12 @@ class Store:
             if a is None:
                 return None
             acks = await conn.execute(select(m.AlertAck).where(m.AlertAck.alert_id == alert_id))
-            return _alert(
-                a,
-                [
-                    AckRecord(subject=x.subject, note=x.note, created_at=_aware(x.created_at))
-                    for x in acks.all()
-                ],
-            )
+            return _alert(a, [AckRecord.model_validate(x) for x in acks.all()])
 
     async def list_feedback(self, *, limit: int = 1000) -> list[FeedbackRecord]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(m.Feedback).order_by(m.Feedback.id.desc()).limit(limit))
-            return [
-                FeedbackRecord(
-                    **{k: getattr(f, k) for k in FeedbackRecord.model_fields if k != "created_at"},
-                    created_at=_aware(f.created_at),
-                )
-                for f in rows.all()
-            ]
+            return [FeedbackRecord.model_validate(f) for f in rows.all()]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -491,46 +515,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def _chunk(r: Any) -> ChunkRecord:
-    return ChunkRecord(
-        seq=r.seq, speaker=r.speaker, text=r.text, call_ts=r.call_ts, received_at=_aware(r.received_at)
-    )
-
-
-def _summary(c: Any, open_alerts: int) -> CallSummary:
-    return CallSummary(
-        id=c.id,
-        status=c.status,
-        agent=c.agent,
-        started_at=_aware(c.started_at),
-        updated_at=_aware(c.updated_at),
-        ended_at=_aware_opt(c.ended_at),
-        end_reason=c.end_reason,
-        last_seq=c.last_seq,
-        severity=c.severity,
-        severity_level=c.severity_level,
-        peak_severity=c.peak_severity,
-        peak_level=c.peak_level,
-        flag_counts=c.flag_counts or {},
-        open_alerts=open_alerts,
-    )
-
-
 def _alert(a: Any, acks: list[AckRecord]) -> AlertRecord:
-    return AlertRecord(
-        id=a.id,
-        call_id=a.call_id,
-        episode=a.episode,
-        seq=a.seq,
-        reason=a.reason,
-        level=a.level,
-        severity=a.severity,
-        labels=a.labels,
-        text=a.text,
-        updates=a.updates,
-        created_at=_aware(a.created_at),
-        updated_at=_aware(a.updated_at),
-        acked_at=_aware_opt(a.acked_at),
-        acked_by=a.acked_by,
-        acks=acks,
-    )
+    record = AlertRecord.model_validate(a)
+    record.acks = acks
+    return record

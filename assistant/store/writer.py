@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from assistant.store.repository import Insert, Op, Store, Update, Upsert
+from assistant.store.repository import Insert, Op, Store, Update, Upsert, call_id_of
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,7 @@ class StoreHealth:
 
 def op_call_id(op: Op) -> str:
     """The call an operation belongs to (for logs), or ``?``."""
-    row = op.where if isinstance(op, Update) else op.row
-    value = row.get("call_id", row.get("id") if op.table == "calls" else None)
-    return str(value) if value is not None else "?"
+    return call_id_of(op)
 
 
 def _bad_value(value: Any, path: str, depth: int = 0) -> str | None:
@@ -123,10 +121,10 @@ def _bad_value(value: Any, path: str, depth: int = 0) -> str | None:
 
 def validate_op(op: Op) -> str | None:
     """Why ``op`` can never be written (a value no column can hold), or None."""
-    parts: list[dict[str, Any]] = [op.where, op.values] if isinstance(op, Update) else [op.row]
+    parts: list[dict[str, Any]] = [{"key": op.key}, op.values] if isinstance(op, Update) else [op.values]
     for values in parts:
         for column, value in values.items():
-            problem = _bad_value(value, f"{op.table}.{column}")
+            problem = _bad_value(value, f"{op.table.name}.{column}")
             if problem:
                 return problem
     return None
@@ -401,7 +399,9 @@ class StoreWriter:
         self.health.dropped += 1
         if rejected:
             self.health.rejected += 1
-            log.error("store row refused", extra={"call_id": op_call_id(op), "table": op.table, "why": why})
+            log.error(
+                "store row refused", extra={"call_id": op_call_id(op), "table": op.table.name, "why": why}
+            )
             return
         now = time.time()
         if now - self._last_drop_log >= 1.0:  # a full buffer drops many ops; one line a second is enough

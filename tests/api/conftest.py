@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from streaming_support import LiveServer, make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.settings import Settings
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 @pytest.fixture

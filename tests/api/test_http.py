@@ -11,8 +11,8 @@ from streaming_support import make_settings
 
 from assistant.api.app import create_app
 from assistant.auth import issue_token
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.events.messages import CloseCode
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 SECRET = "test-secret-0123456789abcdefghijklmnop"  # 32+ bytes, a throwaway
 

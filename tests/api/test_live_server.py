@@ -12,8 +12,9 @@ import pytest
 from streaming_support import TRANSCRIPTS, LiveServer
 from websockets.asyncio.client import connect
 
+from assistant.calls.transcript import load_transcript
 from assistant.cli import main as cli_main
-from assistant.cli._replay import load_transcript, replay
+from assistant.cli._replay import replay
 
 
 def test_live_replay_abusive_call_done_when(live_server: LiveServer) -> None:

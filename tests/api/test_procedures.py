@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from streaming_support import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.knowledge.advisor import KnowledgeAdvisor
 from assistant.knowledge.embedder import FakeEmbedder
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def test_procedures_lists_the_steps_of_a_shipped_sop(tmp_path: Path) -> None:
@@ -26,7 +26,12 @@ def test_procedures_lists_the_steps_of_a_shipped_sop(tmp_path: Path) -> None:
         assert missing.status_code == 404 and "kb list" in missing.json()["detail"]
 
 
-def test_procedures_without_a_knowledge_base_is_404(tmp_path: Path) -> None:
+def test_the_rule_advisor_serves_the_shipped_sops_it_follows(tmp_path: Path) -> None:
+    """The stand-in reads the real SOP files, so its checklist matches the knowledge base's."""
     app = create_app(make_settings(tmp_path), analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+    shipped = (Path(__file__).resolve().parents[2] / "knowledge_base" / "abusive-caller.md").read_text()
     with TestClient(app) as client:
-        assert client.get("/v1/procedures/escalation-to-supervisor").status_code == 404
+        body = client.get("/v1/procedures/abusive-caller").json()
+        assert [s["title"] for s in body["steps"]][:2] == ["Stay calm and redirect", "Give a clear warning"]
+        assert all(f"**{s['title']}.**" in shipped for s in body["steps"])
+        assert client.get("/v1/procedures/legal-threat").status_code == 404  # not one the rules follow

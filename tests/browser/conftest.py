@@ -24,7 +24,7 @@ from browser_support import (
 )
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 @pytest.fixture(scope="session")

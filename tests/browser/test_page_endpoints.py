@@ -12,7 +12,7 @@ from browser_support import browser_settings
 from fastapi.testclient import TestClient
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_sidebar_shows_flag_suggestion_and_script_within_a_second(
     chips = sidebar.locator(".chips").inner_text()
     assert "insult" in chips and "profanity" in chips
     assert "Stay calm and redirect." in sidebar.locator(".step").inner_text()
-    assert sidebar.locator(".checklist li").count() == 4  # the abusive-caller procedure has four steps
+    assert sidebar.locator(".checklist li").count() == 6  # the shipped abusive-caller SOP has six steps
     assert sidebar.locator(".meter").get_attribute("data-level") in ("high", "critical")
     # 360 px wide: nothing scrolls sideways, neither the page nor the view.
     overflow = sidebar.evaluate(
@@ -155,7 +155,7 @@ def test_feedback_buttons_store_feedback(pages: dict[str, Any], server: BrowserS
     sidebar.wait_for_selector(".fb-status:has-text('marked useful')")
     source.send(chunk(9))  # the agent follows step 1: the next suggestion is step 2
     source.wait_processed(9)
-    sidebar.wait_for_selector(".proc:has-text('step 2 of 4')")
+    sidebar.wait_for_selector(".proc:has-text('step 2 of 6')")
     sidebar.get_by_role("button", name="Wrong").click()
     sidebar.wait_for_selector(".fb-status:has-text('marked wrong')")
 

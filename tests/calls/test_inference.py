@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from assistant.calls.fakes import KeywordAnalyzer
 from assistant.inference import MicroBatcher
+from assistant.testing import KeywordAnalyzer
 from assistant.types import Utterance
 
 

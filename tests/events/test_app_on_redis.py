@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.events.redis_bus import RedisBus
 from assistant.settings import Settings
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 TRANSCRIPT = Path(__file__).resolve().parents[2] / "eval" / "transcripts" / "billing-dispute-abusive.jsonl"
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor, advise_once
+from assistant.analysis import suggest_once
+from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor
 from assistant.knowledge.embedder import FakeEmbedder
 from assistant.knowledge.index import build_from_settings
 from assistant.labels import LABELS
@@ -92,7 +93,7 @@ def test_empty_knowledge_base_gives_no_suggestion(tmp_path: Path) -> None:
     settings = load_settings(knowledge_dir=tmp_path / "empty", var_dir=tmp_path / "var")
     adv = KnowledgeAdvisor(settings, FakeEmbedder())
     adv.warm_up()
-    assert advise_once(adv, "I want a refund", (), None) == []
+    assert suggest_once(adv, "I want a refund", (), None) == []
 
 
 def test_new_sop_is_picked_up_at_the_next_call(advisor: KnowledgeAdvisor, small_kb: Path) -> None:
@@ -101,7 +102,7 @@ def test_new_sop_is_picked_up_at_the_next_call(advisor: KnowledgeAdvisor, small_
     (small_kb / "wifi.md").write_text(
         sop_text("wifi", "Router wifi", [("Reboot", "please restart the router")])
     )
-    out = advise_once(advisor, "my router wifi is broken", (), None)
+    out = suggest_once(advisor, "my router wifi is broken", (), None)
     assert out[0].procedure_id == "wifi"
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.knowledge.advisor import KnowledgeAdvisor, advise_once
+from assistant.analysis import suggest_once
+from assistant.knowledge.advisor import KnowledgeAdvisor
 from assistant.knowledge.embedder import SentenceEmbedder
 from assistant.knowledge.importer import import_pack
 from assistant.labels import LABELS
@@ -29,7 +30,7 @@ def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> N
     settings = load_settings(var_dir=tmp_path / "var", kb_refresh_s=0)
     advisor = KnowledgeAdvisor(settings, minilm)
     advisor.warm_up()
-    out = advise_once(
+    out = suggest_once(
         advisor, "I've called three times about this charge and nobody fixes it", (), flags("frustration")
     )
     ids = [s.procedure_id for s in out]
@@ -39,7 +40,7 @@ def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> N
     if not ABCD.exists():
         pytest.skip("ABCD data set not present")
     import_pack(ABCD, packs_dir=settings.resolved_kb_packs_dir())
-    out = advise_once(advisor, "I want a refund for the boots I bought", (), flags())
+    out = suggest_once(advisor, "I want a refund for the boots I bought", (), flags())
     assert (out[0].procedure_id, out[0].step_index) == ("abcd/refund_initiate", 0)
     assert out[0].source.startswith("abcd/refund_initiate.md:")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
+from assistant.store import models as m
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -18,9 +19,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def _call_row(call_id: str) -> dict[str, object]:
+def _call_row(call_id: str, **changes: object) -> m.Call:
     now = utcnow()
-    return {
+    values: dict[str, object] = {
         "id": call_id,
         "status": "live",
         "started_at": now,
@@ -35,6 +36,7 @@ def _call_row(call_id: str) -> dict[str, object]:
         "flag_counts": {},
         "advisor_state": {},
     }
+    return m.Call(**(values | changes))
 
 
 def test_store_migrates_idempotently_and_round_trips_a_call(db_url: str) -> None:
@@ -47,65 +49,46 @@ def test_store_migrates_idempotently_and_round_trips_a_call(db_url: str) -> None
         writer = StoreWriter(store)
         await writer.start()
         now = utcnow()
-        writer.put(Upsert("calls", _call_row(call_id)))
+        writer.put(Upsert(_call_row(call_id)))
         for seq in (1, 2, 2):  # the repeated chunk is ignored by the unique (call_id, seq)
             writer.put(
                 Insert(
-                    "chunks",
-                    {
-                        "call_id": call_id,
-                        "seq": seq,
-                        "speaker": "customer",
-                        "text": f"t{seq}",
-                        "received_at": now,
-                    },
+                    m.Chunk(call_id=call_id, seq=seq, speaker="customer", text=f"t{seq}", received_at=now),
                     ignore_conflict=("call_id", "seq"),
                 )
             )
         writer.put(
             Insert(
-                "flags",
-                {
-                    "call_id": call_id,
-                    "seq": 2,
-                    "labels": ["insult"],
-                    "scores": {"insult": 0.9},
-                    "spans": [],
-                    "severity": 0.5,
-                    "level": "medium",
-                    "created_at": now,
-                },
+                m.Flag(
+                    call_id=call_id,
+                    seq=2,
+                    labels=["insult"],
+                    scores={"insult": 0.9},
+                    spans=[],
+                    severity=0.5,
+                    level="medium",
+                    created_at=now,
+                )
             ),
             Insert(
-                "alerts",
-                {
-                    "id": f"a-{call_id}",
-                    "call_id": call_id,
-                    "episode": 1,
-                    "seq": 2,
-                    "reason": "abusive",
-                    "level": "high",
-                    "severity": 0.7,
-                    "labels": ["insult"],
-                    "text": "t2",
-                    "updates": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                m.Alert(
+                    id=f"a-{call_id}",
+                    call_id=call_id,
+                    episode=1,
+                    seq=2,
+                    reason="abusive",
+                    level="high",
+                    severity=0.7,
+                    labels=["insult"],
+                    text="t2",
+                    updates=0,
+                    created_at=now,
+                    updated_at=now,
+                )
             ),
-            Update(
-                "alerts",
-                {"id": f"a-{call_id}"},
-                {"acked_at": now, "acked_by": "sup"},
-                only_if_null="acked_at",
-            ),
-            Update(
-                "alerts",
-                {"id": f"a-{call_id}"},
-                {"acked_at": now, "acked_by": "late"},
-                only_if_null="acked_at",
-            ),
-            Update("calls", {"id": call_id}, {"status": "ended", "last_seq": 2, "ended_at": now}),
+            Update(m.Alert, f"a-{call_id}", {"acked_at": now, "acked_by": "sup"}, only_if_null="acked_at"),
+            Update(m.Alert, f"a-{call_id}", {"acked_at": now, "acked_by": "late"}, only_if_null="acked_at"),
+            Update(m.Call, call_id, {"status": "ended", "last_seq": 2, "ended_at": now}),
         )
         await writer.flush()
         rec = await store.get_call(call_id)
@@ -115,7 +98,7 @@ def test_store_migrates_idempotently_and_round_trips_a_call(db_url: str) -> None
         summaries = await store.list_calls(status="ended")
         assert call_id in [s.id for s in summaries]
         resume = await store.resume_state(call_id)
-        assert resume is not None and resume[0] == "ended" and resume[1] == 2
+        assert resume is not None and resume.ended and resume.last_seq == 2 and resume.chunks[-1].seq == 2
         fb = await store.add_feedback(call_id=call_id, verdict="wrong", subject="agent-1", eid=7)
         assert fb.id > 0 and (await store.list_feedback())[0].verdict == "wrong"
         assert await store.get_call("missing") is None
@@ -131,13 +114,11 @@ def test_store_writer_survives_a_bad_batch(db_url: str) -> None:
         await store.start()
         writer = StoreWriter(store, retry_delay_s=0.01)
         await writer.start()
-        writer.put(
-            Insert("calls", {"id": "x"})
-        )  # missing NOT NULL columns: the batch fails twice and is dropped
+        writer.put(Insert(m.Call(id="x")))  # missing NOT NULL columns: the batch fails twice and is dropped
         await writer.flush()
         assert writer.dropped == 1
         call_id = f"ok-{uuid.uuid4().hex[:6]}"
-        writer.put(Upsert("calls", _call_row(call_id)))
+        writer.put(Upsert(_call_row(call_id)))
         await writer.flush()
         assert await store.call_exists(call_id)
         await writer.close()
@@ -150,19 +131,19 @@ def test_plan_batch_puts_parents_first_and_groups_same_shaped_ops() -> None:
     from assistant.store.repository import plan_batch
 
     def chunk(call: str, seq: int) -> Insert:
-        row = {"call_id": call, "seq": seq, "speaker": "customer", "text": "t", "received_at": utcnow()}
-        return Insert("chunks", row, ignore_conflict=("call_id", "seq"))
+        row = m.Chunk(call_id=call, seq=seq, speaker="customer", text="t", received_at=utcnow())
+        return Insert(row, ignore_conflict=("call_id", "seq"))
 
-    ops = [chunk("a", 1), Upsert("calls", _call_row("a")), chunk("a", 2), Upsert("calls", _call_row("b"))]
-    ops.append(Update("calls", {"id": "a"}, {"status": "ended"}))
-    ops.append(Update("calls", {"id": "b"}, {"status": "ended"}))
+    ops = [chunk("a", 1), Upsert(_call_row("a")), chunk("a", 2), Upsert(_call_row("b"))]
+    ops.append(Update(m.Call, "a", {"status": "ended"}))
+    ops.append(Update(m.Call, "b", {"status": "ended"}))
     runs = plan_batch(ops)
     assert [[type(op).__name__ for op in run] for run in runs] == [
         ["Upsert", "Upsert"],  # calls first (the parent table), in their queued order
         ["Update", "Update"],  # same columns set, rows picked by the same key: one statement
         ["Insert", "Insert"],  # then the chunks, as one statement
     ]
-    assert [op.row["seq"] for op in runs[2] if isinstance(op, Insert)] == [1, 2]
+    assert [op.values["seq"] for op in runs[2] if isinstance(op, Insert)] == [1, 2]
 
 
 def test_batched_writes_keep_one_at_a_time_semantics(db_url: str) -> None:
@@ -175,21 +156,21 @@ def test_batched_writes_keep_one_at_a_time_semantics(db_url: str) -> None:
         now = utcnow()
 
         def chunk(call: str, seq: int, text: str) -> Insert:
-            row = {"call_id": call, "seq": seq, "speaker": "customer", "text": text, "received_at": now}
-            return Insert("chunks", row, ignore_conflict=("call_id", "seq"))
+            row = m.Chunk(call_id=call, seq=seq, speaker="customer", text=text, received_at=now)
+            return Insert(row, ignore_conflict=("call_id", "seq"))
 
         # A child row queued before its call's row, a repeated chunk (the first stays) and three states of
         # one call (the last wins), all in one batch.
         await store.write(
             [
-                Upsert("calls", _call_row(a)),
+                Upsert(_call_row(a)),
                 chunk(a, 1, "first"),
                 chunk(b, 1, "b1"),
-                Upsert("calls", {**_call_row(b), "last_seq": 1}),
+                Upsert(_call_row(b, last_seq=1)),
                 chunk(a, 1, "repeated"),
-                Upsert("calls", {**_call_row(a), "last_seq": 1}),
+                Upsert(_call_row(a, last_seq=1)),
                 chunk(a, 2, "second"),
-                Upsert("calls", {**_call_row(a), "last_seq": 2}),
+                Upsert(_call_row(a, last_seq=2)),
             ]
         )
         # Call states as the service writes them after every chunk: one executemany, the last per call wins,
@@ -197,11 +178,11 @@ def test_batched_writes_keep_one_at_a_time_semantics(db_url: str) -> None:
         state = {"last_eid": 0, "severity": 0.0}
         await store.write(
             [
-                Update("calls", {"id": a}, {**state, "last_eid": 5}),
-                Update("calls", {"id": b}, {**state, "last_eid": 7}),
-                Update("calls", {"id": a}, {**state, "last_eid": 6, "severity": 0.5}),
-                Update("calls", {"id": b}, {"end_reason": "hangup"}, only_if_null="ended_at"),
-                Update("calls", {"id": b}, {"end_reason": "timeout"}, only_if_null="ended_at"),
+                Update(m.Call, a, {**state, "last_eid": 5}),
+                Update(m.Call, b, {**state, "last_eid": 7}),
+                Update(m.Call, a, {**state, "last_eid": 6, "severity": 0.5}),
+                Update(m.Call, b, {"end_reason": "hangup"}, only_if_null="ended_at"),
+                Update(m.Call, b, {"end_reason": "timeout"}, only_if_null="ended_at"),
             ]
         )
         rec_a, rec_b = await store.get_call(a), await store.get_call(b)
@@ -230,7 +211,7 @@ def test_writer_lingers_to_group_ops_but_a_flush_does_not_wait() -> None:
         await writer.start()
         loop = asyncio.get_running_loop()
         for k in range(3):
-            writer.put(Update("calls", {"id": "c"}, {"last_seq": k}))
+            writer.put(Update(m.Call, "c", {"last_seq": k}))
             await asyncio.sleep(0.01)  # arrivals spread out, as under load
         t0 = loop.time()
         await writer.flush()
@@ -252,8 +233,7 @@ def test_sqlite_file_writes_go_through_one_thread_and_reads_see_them(tmp_path: P
         await memory.start()
         try:
             now = utcnow()
-            row = {"id": "c-1", "status": "live", "started_at": now, "updated_at": now}
-            await store.write([Upsert("calls", row)])
+            await store.write([Upsert(m.Call(id="c-1", status="live", started_at=now, updated_at=now))])
             return store._sync_writes is not None, await store.call_exists("c-1"), memory._sync_writes is None
         finally:
             await store.close()
@@ -261,3 +241,32 @@ def test_sqlite_file_writes_go_through_one_thread_and_reads_see_them(tmp_path: P
 
     threaded, visible, memory_single = asyncio.run(run())
     assert threaded and visible and memory_single
+
+
+def test_migrations_build_exactly_the_models_schema(db_url: str) -> None:
+    """The Alembic migrations and ``store/models.py`` describe one schema: autogenerate finds nothing to do."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import Connection
+
+    from assistant.store.models import metadata
+
+    def diff(conn: Connection) -> list[object]:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(ctx, metadata))
+
+    async def scenario() -> list[object]:
+        store = Store(db_url)
+        await store.start()
+        try:
+            async with store.engine.connect() as conn:
+                return await conn.run_sync(diff)
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_update_names_unknown_columns() -> None:
+    with pytest.raises(ValueError, match="no column"):
+        Update(m.Call, "c", {"severty": 0.5})

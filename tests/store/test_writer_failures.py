@@ -12,35 +12,35 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from assistant.store import Insert, Store, StoreWriter, Upsert, utcnow
+from assistant.store import Insert, Store, StoreWriter, Update, Upsert, utcnow
+from assistant.store import models as m
 from assistant.store.writer import validate_op
 
 
 def _call(call_id: str) -> Upsert:
     now = utcnow()
     return Upsert(
-        "calls",
-        {
-            "id": call_id,
-            "status": "live",
-            "started_at": now,
-            "updated_at": now,
-            "end_reason": "",
-            "last_seq": -1,
-            "last_eid": 0,
-            "severity": 0.0,
-            "severity_level": "none",
-            "peak_severity": 0.0,
-            "peak_level": "none",
-            "flag_counts": {},
-            "advisor_state": {},
-        },
+        m.Call(
+            id=call_id,
+            status="live",
+            started_at=now,
+            updated_at=now,
+            end_reason="",
+            last_seq=-1,
+            last_eid=0,
+            severity=0.0,
+            severity_level="none",
+            peak_severity=0.0,
+            peak_level="none",
+            flag_counts={},
+            advisor_state={},
+        )
     )
 
 
 def _chunk(call_id: str, seq: int, text: str = "t") -> Insert:
-    row = {"call_id": call_id, "seq": seq, "speaker": "customer", "text": text, "received_at": utcnow()}
-    return Insert("chunks", row, ignore_conflict=("call_id", "seq"))
+    row = m.Chunk(call_id=call_id, seq=seq, speaker="customer", text=text, received_at=utcnow())
+    return Insert(row, ignore_conflict=("call_id", "seq"))
 
 
 async def _seqs(store: Store, call_id: str) -> list[int]:
@@ -52,7 +52,7 @@ def test_bad_values_refused_before_batching() -> None:
     assert validate_op(_chunk("a", 10**30)) is not None
     assert validate_op(_chunk("a", 1, "nul \x00 byte")) is not None
     assert validate_op(_chunk("a", 1, "lone \ud800")) is not None
-    assert validate_op(Upsert("calls", {"id": "a", "severity": float("nan")})) is not None
+    assert validate_op(Update(m.Call, "a", {"severity": float("nan")})) is not None
     assert validate_op(_chunk("a", 2**53 - 1, "ok")) is None
 
 
@@ -67,7 +67,7 @@ def test_one_calls_bad_row_never_fails_another_calls_writes(
         writer.put(_call("victim"), _call("attacker"))
         writer.put(*(_chunk("victim", s) for s in range(20)))
         writer.put(_chunk("attacker", 10**30))  # refused at put(): never joins a batch
-        writer.put(Insert("calls", {"id": "broken"}))  # passes validation, fails in the database (NOT NULL)
+        writer.put(Insert(m.Call(id="broken")))  # passes validation, fails in the database (NOT NULL)
         writer.put(*(_chunk("victim", s) for s in range(20, 40)))
         await writer.flush()
         assert await _seqs(store, "victim") == list(range(40))

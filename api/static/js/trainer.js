@@ -1,5 +1,6 @@
-// Trainer page: the newest evaluation report (GET /v1/reports/latest) and the agents' feedback
-// (GET /v1/feedback), exported as labeled JSON Lines (GET /v1/feedback/export).
+// Trainer page: the newest evaluation report (GET /v1/reports/latest), the newest behavioural-suite report
+// (GET /v1/reports/checklist/latest) and the agents' feedback (GET /v1/feedback), exported as labeled JSON
+// Lines (GET /v1/feedback/export).
 import { api, clear, el, keepTokenOnLinks, labelText, token } from "./common.js";
 
 keepTokenOnLinks();
@@ -57,6 +58,61 @@ async function loadReport() {
   );
 }
 
+// One row per capability: tests, then the pass rate per system (the best in bold); the model's failures
+// (text, expected, got) fold out under the table, one <details> per capability.
+async function loadChecklist() {
+  const box = document.getElementById("suite");
+  let found;
+  try {
+    found = await api("/v1/reports/checklist/latest");
+  } catch (e) {
+    clear(box).append(el("p", { class: "empty" }, e.status === 404 ? e.detail : `Cannot load the suite: ${e.message}`));
+    return;
+  }
+  const r = found.report;
+  const systems = r.systems || [];
+  const rate = (s) => (s && s.pass_rate !== null && s.pass_rate !== undefined ? s.pass_rate : null);
+  const cell = (s, n) => {
+    const v = rate(s);
+    return v === null ? "n/a" : s.n === n ? fmt(v) : `${fmt(v)} (${s.n})`;
+  };
+  const head = el("tr", {}, el("th", {}, "Capability"), el("th", { class: "num" }, "Tests"),
+    ...systems.map((name) => el("th", { class: "num" }, name)));
+  const rows = Object.entries(r.capabilities).map(([cap, b]) => {
+    // Bold the best of the systems scored on every test (a baseline's rate on a few tests is not comparable).
+    const best = Math.max(...systems.map((name) => (b.systems[name]?.n === b.n ? rate(b.systems[name]) ?? -1 : -1)));
+    return el("tr", {}, el("td", { title: b.description }, labelText(cap)), el("td", { class: "num" }, b.n),
+      ...systems.map((name) => {
+        const s = b.systems[name];
+        return el("td", { class: `num${s?.n === b.n && rate(s) === best ? " best" : ""}` }, cell(s, b.n));
+      }));
+  });
+  const overall = el("tr", {}, el("th", {}, "all"), el("td", { class: "num" }, r.n_cases),
+    ...systems.map((name) => el("td", { class: "num" }, cell(r.overall[name], r.n_cases))));
+  const failures = Object.entries(r.capabilities).map(([cap, b]) => {
+    const fails = (b.failures || {}).model || [];
+    return el("details", {}, el("summary", {}, `${labelText(cap)}: ${fails.length} model failure${fails.length === 1 ? "" : "s"}`),
+      fails.length === 0 ? el("p", { class: "empty" }, "None.")
+        : el("div", { class: "table-wrap" }, el("table", { "aria-label": `Model failures: ${labelText(cap)}` },
+          el("thead", {}, el("tr", {}, el("th", {}, "Test"), el("th", {}, "Text"), el("th", {}, "Expected"), el("th", {}, "Got"))),
+          el("tbody", {}, ...fails.map((f) => el("tr", {}, el("td", { class: "small" }, `${f.id} ${f.type}`),
+            el("td", {}, f.variant ? `${f.text} → ${f.variant}` : f.text),
+            el("td", { class: "small" }, JSON.stringify(f.expected)), el("td", { class: "small" }, JSON.stringify(f.got))))))));
+  });
+  const facts = [
+    `${r.n_cases ?? "?"} tests`, r.mode ? `mode ${r.mode}${r.precision && r.precision !== r.mode ? ` (${r.precision})` : ""}` : null,
+    r.device ? `device ${r.device}` : null,
+    `file ${found.file}`, `written ${new Date(found.modified * 1000).toLocaleString()}`,
+  ].filter(Boolean);
+  clear(box).append(
+    el("p", { class: "small muted" }, facts.join(" · ")),
+    el("div", { class: "table-wrap" }, el("table", { "aria-label": "Pass rate per capability" },
+      el("thead", {}, head), el("tbody", {}, ...rows, overall))),
+    el("h2", { style: "margin-top:1rem" }, "Model failures"),
+    ...failures,
+  );
+}
+
 async function loadFeedback() {
   const tbody = document.getElementById("feedback");
   try {
@@ -93,4 +149,5 @@ document.getElementById("export").addEventListener("click", async () => {
 });
 
 loadReport();
+loadChecklist();
 loadFeedback();
