@@ -13,10 +13,12 @@ from pydantic import BaseModel, Field
 from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
 from assistant.calls.incident import build_report, to_markdown
+from assistant.calls.redaction import redact
 from assistant.calls.service import CallService
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.store.records import CallRecord, CallSummary, FeedbackRecord
 
+from .access import alert_call_id, audit, call_agent, feedback_for_trainer, for_trainer, may_read
 from .security import requires
 
 router = APIRouter()
@@ -104,18 +106,36 @@ async def list_calls(
     request: Request,
     status: Literal["live", "ended"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    _: Principal = Depends(requires(Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.SUPERVISOR, Role.TRAINER)),
 ) -> list[CallSummary]:
-    """Live and recent calls with their risk, newest activity first (supervisor dashboard)."""
+    """Live and recent calls with their risk, newest activity first: a supervisor's teams' calls, or every
+    call for a trainer (agents as pseudonyms)."""
     svc = _service(request)
     await svc.flush()
     calls = await svc.store.list_calls(limit=limit, status=status) if svc.store is not None else []
+    teams = request.app.state.settings.agent_teams
+    calls = [c for c in calls if may_read(principal, c.agent, teams)]
     for c in calls:
         view = svc.live_view(c.id)
         if view is not None:
             c.live = bool(view["live"])
             c.severity, c.severity_level = view["severity"], view["severity_level"]
-    return calls
+    audit(principal, None, f"list {len(calls)} calls", allowed=True)
+    return [for_trainer(c) for c in calls] if principal.role is Role.TRAINER else calls
+
+
+async def check_call_access(request: Request, principal: Principal, call_id: str, action: str) -> None:
+    """403 unless ``principal`` may read the call (see api/access.py); every attempt is audited. An unknown
+    call passes here (the read then answers 404)."""
+    exists, agent = await call_agent(_service(request), call_id)
+    allowed = not exists or may_read(principal, agent, request.app.state.settings.agent_teams)
+    audit(principal, call_id, action, allowed=allowed)
+    if not allowed:
+        raise HTTPException(
+            403,
+            detail=f"call {call_id} is not assigned to {principal.subject!r} (agents read their own calls, "
+            "supervisors their teams' calls)",
+        )
 
 
 async def _record(request: Request, call_id: str) -> CallRecord:
@@ -134,10 +154,15 @@ async def _record(request: Request, call_id: str) -> CallRecord:
 async def get_call(
     call_id: CallId,
     request: Request,
-    _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> CallRecord:
-    """The stored call: redacted transcript, flags, alerts with acknowledgements, suggestions, feedback."""
-    return await _record(request, call_id)
+    """The stored call: redacted transcript, flags, alerts with acknowledgements, suggestions, feedback.
+
+    Agents read their own calls, supervisors their teams' calls, trainers every call with people's ids as
+    pseudonyms."""
+    await check_call_access(request, principal, call_id, "record")
+    rec = await _record(request, call_id)
+    return for_trainer(rec) if principal.role is Role.TRAINER else rec
 
 
 @router.get(
@@ -148,9 +173,11 @@ async def get_call(
 async def incident_report(
     call_id: CallId,
     request: Request,
-    _: Principal = Depends(requires(Role.SUPERVISOR, Role.TRAINER, Role.AGENT)),
+    principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> Response:
-    """A drafted incident report (JSON; Markdown with ``Accept: text/markdown``)."""
+    """A drafted incident report (JSON; Markdown with ``Accept: text/markdown``); supervisors of the call's
+    team and admins."""
+    await check_call_access(request, principal, call_id, "incident_report")
     report = build_report(await _record(request, call_id))
     if "text/markdown" in request.headers.get("accept", ""):
         return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
@@ -164,21 +191,32 @@ async def ack_alert(
     body: AckIn | None = None,
     principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> dict[str, Any]:
-    """Acknowledge an alert (idempotent: a second ack returns ``already_acked: true``)."""
+    """Acknowledge an alert (idempotent: a second ack returns ``already_acked: true``); the supervisors of
+    the call's team. The note is redacted."""
+    svc = _service(request)
+    call_id = await alert_call_id(svc, alert_id)
+    if call_id is not None:
+        await check_call_access(request, principal, call_id, "alert_ack")
+    note = redact(body.note).text if body is not None and body.note else None
     try:
-        return await _service(request).alerts.ack(
-            alert_id, subject=principal.subject, note=body.note if body else None
-        )
+        return await svc.alerts.ack(alert_id, subject=principal.subject, note=note)
     except UnknownAlert as e:
         raise HTTPException(404, detail=str(e)) from e
 
 
 @router.get("/v1/alerts", tags=["alerts"])
 async def open_alerts(
-    request: Request, _: Principal = Depends(requires(Role.SUPERVISOR))
+    request: Request, principal: Principal = Depends(requires(Role.SUPERVISOR))
 ) -> list[dict[str, Any]]:
-    """Unacknowledged alerts known to this worker, oldest first."""
-    return _service(request).alerts.open_alerts()
+    """Unacknowledged alerts known to this worker, oldest first (of the supervisor's teams' calls)."""
+    svc = _service(request)
+    teams = request.app.state.settings.agent_teams
+    out = []
+    for alert in svc.alerts.open_alerts():
+        _, agent = await call_agent(svc, str(alert.get("call_id")))
+        if may_read(principal, agent, teams):
+            out.append(alert)
+    return out
 
 
 @router.post("/v1/calls/{call_id}/feedback", tags=["calls"], status_code=201, response_model=FeedbackRecord)
@@ -188,10 +226,12 @@ async def feedback(
     request: Request,
     principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR)),
 ) -> FeedbackRecord:
-    """An agent marks a suggestion useful or wrong (stored for trainers)."""
+    """An agent marks a suggestion useful or wrong (stored for trainers); the comment is redacted before it
+    is stored."""
     svc = _service(request)
     if svc.store is None:
         raise HTTPException(503, detail="no store configured")
+    await check_call_access(request, principal, call_id, "feedback")
     return await svc.store.add_feedback(
         call_id=call_id,
         verdict=body.verdict,
@@ -199,7 +239,7 @@ async def feedback(
         eid=body.eid,
         procedure_id=body.procedure_id,
         step_index=body.step_index,
-        comment=body.comment,
+        comment=redact(body.comment).text if body.comment else body.comment,
     )
 
 
@@ -207,8 +247,17 @@ async def feedback(
 async def list_feedback(
     request: Request,
     limit: int = Query(1000, ge=1, le=10_000),
-    _: Principal = Depends(requires(Role.TRAINER, Role.SUPERVISOR)),
+    principal: Principal = Depends(requires(Role.TRAINER, Role.SUPERVISOR)),
 ) -> list[FeedbackRecord]:
-    """Feedback agents gave, newest first (trainers)."""
+    """Feedback agents gave, newest first (trainers). Comments are served redacted (also those stored before
+    comments were redacted on the way in); trainers see who gave it as a pseudonym."""
     svc = _service(request)
-    return await svc.store.list_feedback(limit=limit) if svc.store is not None else []
+    items = await svc.store.list_feedback(limit=limit) if svc.store is not None else []
+    audit(principal, None, f"feedback list {len(items)}", allowed=True)
+    out = []
+    for item in items:
+        clean = item.model_copy(
+            update={"comment": redact(item.comment).text if item.comment else item.comment}
+        )
+        out.append(feedback_for_trainer(clean) if principal.role is Role.TRAINER else clean)
+    return out

@@ -3,13 +3,16 @@ WebSocket ``Origin`` check (always: a browser page of another site must not open
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, WebSocket, status
 
 from assistant.auth import AuthError, PermissionDenied, Principal, Role, authenticate, require
-from assistant.events.messages import CloseCode
+from assistant.events.messages import CloseCode, ErrorEvent, encode
 
 
 def _bearer(header: str | None) -> str | None:
@@ -76,8 +79,35 @@ async def socket_principal(ws: WebSocket, *roles: Role) -> Principal | None:
 
 
 async def _refuse(ws: WebSocket, code: CloseCode, reason: str, message: str) -> None:
-    from assistant.events.messages import ErrorEvent, encode
-
     await ws.accept()
     await ws.send_text(encode(ErrorEvent(reason=reason, message=message)))
     await ws.close(code=int(code), reason=message[:120])
+
+
+def close_on_expiry(ws: WebSocket, principal: Principal) -> asyncio.Task[None] | None:
+    """A task that closes the socket with 4401 when the token expires (sockets outlive their tokens
+    otherwise); cancel it when the socket ends. None when the principal never expires (auth off)."""
+    if principal.expires_at is None:
+        return None
+
+    async def expire() -> None:
+        await asyncio.sleep(max(0.0, principal.expires_at - time.time()) if principal.expires_at else 0.0)
+        with contextlib.suppress(Exception):
+            await ws.send_text(
+                encode(
+                    ErrorEvent(
+                        reason="token_expired",
+                        message="token expired; reconnect with a new one from `assistant token issue`",
+                    )
+                )
+            )
+            await ws.close(code=int(CloseCode.UNAUTHORIZED), reason="token expired")
+
+    return asyncio.create_task(expire(), name="token-expiry")
+
+
+async def refuse_accepted(ws: WebSocket, code: CloseCode, reason: str, message: str) -> None:
+    """Send an error event and close a socket that was already accepted."""
+    with contextlib.suppress(Exception):
+        await ws.send_text(encode(ErrorEvent(reason=reason, message=message)))
+        await ws.close(code=int(code), reason=message[:120])

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Browser pages that may open the WebSockets: exact origins such as https://desk.example.com. Empty: the
     # service's own origin only (the Host header). Clients that send no Origin (ASR bridges, CLIs) are let in.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Teams of agents, for supervisors' access: {"agent-7": ["billing"], ...} (JSON in the variable). A
+    # supervisor reads the calls of agents in the teams of their token (`token issue --team`). Empty: teams are
+    # not used and every supervisor reads every call.
+    agent_teams: dict[str, list[str]] = Field(default_factory=dict)
     max_seq_jump: int = Field(
         default=100_000, ge=1, description="a chunk's seq may be at most this far ahead of the next expected"
     )

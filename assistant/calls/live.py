@@ -42,6 +42,8 @@ class LiveCall:
     detached_at: float | None = None
     ended_at: float | None = None
     alert_updates: dict[str, int] = field(default_factory=dict)  # alert id -> updates sent so far
+    agent: str | None = None  # who handles the call (``?agent=`` when it was opened): who may read it
+    owner: str | None = None  # the token subject of the source that opened it: only it may stream
 
     @property
     def call_id(self) -> str:

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
 
 
+class CallTaken(AssistantError):
+    """Another source owns this call; it cannot be taken over (close 4403)."""
+
+
 class CallEnded(AssistantError):
     """The call has ended; it accepts no more chunks (close 4410)."""
 
@@ -160,11 +164,14 @@ class CallService:
         conn: object,
         kick: Callable[[], Awaitable[None]] | None = None,
         agent: str | None = None,
+        subject: str | None = None,
     ) -> tuple[LiveCall, ReadyEvent]:
         """Open or resume the call for a source connection; raise CallEnded for an ended call.
 
         ``agent`` (the agent's name or id, from the source) is recorded when the call is opened, for the call
-        record and the incident report.
+        record, the incident report and who may read the call. ``subject`` (the source token's subject) owns
+        the call: a connection of another subject raises CallTaken instead of taking it over; the same subject
+        may reconnect and replace its old connection (close 4409).
         """
         live = self.calls.get(call_id)
         resumed = live is not None
@@ -185,6 +192,12 @@ class CallService:
                 live.worker = asyncio.create_task(self.pipeline.run(live), name=f"call-{call_id}")
         if live.session.state is CallState.ENDED:
             raise CallEnded(f"call {call_id} has ended; stream a new call under a new call id")
+        if live.owner is not None and subject is not None and subject != live.owner:
+            raise CallTaken(f"call {call_id} belongs to another source; stream under your own call id")
+        if live.owner is None:
+            live.owner = subject
+        if live.agent is None and agent is not None and not resumed:
+            live.agent = agent
         if live.source is not None and live.source is not conn and live.kick is not None:
             old_kick = live.kick
             live.source = None

@@ -57,6 +57,9 @@ class ErrorReason(StrEnum):
     UNKNOWN_ALERT = "unknown_alert"
     ANALYSIS_FAILED = "analysis_failed"
     CALL_ENDED = "call_ended"
+    CALL_TAKEN = "call_taken"  # the call belongs to another source (close 4403)
+    FORBIDDEN = "forbidden"  # the token may not use this socket or this call (close 4403)
+    TOKEN_EXPIRED = "token_expired"  # the socket's token expired (close 4401)
 
 
 # ---- inbound ---------------------------------------------------------------------------------------------

@@ -416,6 +416,12 @@ class Store:
             got = await conn.execute(select(m.Call.id).where(m.Call.id == call_id))
             return got.first() is not None
 
+    async def call_agent(self, call_id: str) -> tuple[bool, str | None]:
+        """(the call exists, the agent recorded when it was opened): who may read it."""
+        async with self.engine.connect() as conn:
+            got = (await conn.execute(select(m.Call.agent).where(m.Call.id == call_id))).first()
+            return (False, None) if got is None else (True, got.agent)
+
     async def resume_state(self, call_id: str) -> ResumeState | None:
         """Status, last seq and eid and the last 20 chunks of a stored call, or None when unknown."""
         async with self.engine.connect() as conn:
