@@ -74,12 +74,12 @@ async def list_demo_transcripts(
 async def start_demo_call(
     body: DemoIn,
     request: Request,
-    _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> DemoOut:
     """Start replaying a demo transcript server-side as a new live call; returns its id and page links."""
     demos: DemoCalls = request.app.state.demos
     try:
-        call_id, chunks = demos.start(body.transcript, speed=body.speed)
+        call_id, chunks = demos.start(body.transcript, speed=body.speed, agent=principal.subject)
     except UnknownTranscript as e:
         raise HTTPException(404, detail=str(e)) from e
     except InvalidInputError as e:

@@ -7,6 +7,7 @@ every method does nothing. Reads go to ``Store`` directly (``flush()`` first whe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from assistant.calls.session import CallSession, CallState, ChunkData
@@ -57,6 +58,11 @@ class CallRecorder:
             await self.writer.close()
         if self.store is not None:
             await self.store.close()
+
+    def notify(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything recorded so far is committed (never without a store)."""
+        if self.writer is not None:
+            self.writer.notify(callback)
 
     async def flush(self) -> None:
         """Wait until everything queued is written."""

@@ -46,6 +46,7 @@ from assistant.events.messages import (
     ErrorReason,
     GapEvent,
     ReadyEvent,
+    StoredEvent,
     TranscriptEvent,
     encode,
     is_safe_call_id,
@@ -185,6 +186,7 @@ class CallService:
                 if stored is not None:
                     lines = [TranscriptLine(c.seq, c.speaker, c.text, c.call_ts) for c in stored.chunks]
                     live.session.restore(last_seq=stored.last_seq, lines=lines, last_eid=stored.last_eid)
+                    live.stored_seq = stored.last_seq
                     resumed = True
                 else:
                     self.recorder.call_opened(call_id, agent=agent)
@@ -208,7 +210,11 @@ class CallService:
         self._count_live()
         log.info("source attached", extra={"call_id": call_id, "last_seq": live.session.last_seq})
         ready = ReadyEvent(
-            call_id=call_id, last_seq=live.session.last_seq, state=live.session.state.value, resumed=resumed
+            call_id=call_id,
+            last_seq=live.session.last_seq,
+            stored_seq=live.stored_seq,
+            state=live.session.state.value,
+            resumed=resumed,
         )
         return live, ready
 
@@ -217,7 +223,7 @@ class CallService:
         self.metrics.connected_calls.dec()
         if live.source is not conn:
             return  # replaced by a newer connection
-        live.source, live.kick = None, None
+        live.source, live.kick, live.reply = None, None, None
         if live.session.state is CallState.LIVE:
             live.session.transition(CallState.DETACHED)
             live.detached_at = time.monotonic()
@@ -257,6 +263,7 @@ class CallService:
         """One validated chunk from the source: redact, sequence, ack, publish and queue what is in order."""
         received = time.perf_counter() if received is None else received
         out = Outcome(reply=reply)
+        live.reply = reply
         s = live.session
         limit = self.settings.max_chunk_chars
         if len(chunk.text) > limit:
@@ -336,6 +343,18 @@ class CallService:
             await self.events.emit(live, _transcript(call_id, chunk))
             self.recorder.chunk(call_id, chunk)
             live.queue.put_nowait(chunk)
+        if ready:
+            top = ready[-1].seq
+            self.recorder.notify(lambda: self._stored(live, top))
+
+    @staticmethod
+    def _stored(live: LiveCall, seq: int) -> None:
+        """The chunks up to ``seq`` are committed: tell the source (it may forget them)."""
+        if seq <= live.stored_seq:
+            return
+        live.stored_seq = seq
+        if live.reply is not None:
+            live.reply(encode(StoredEvent(call_id=live.call_id, seq=seq)))
 
     def _arm_gap_timer(self, live: LiveCall) -> None:
         deadline = live.session.gap_deadline

@@ -121,6 +121,7 @@ class ReadyEvent(Event):
     type: Literal["ready"] = "ready"
     call_id: str
     last_seq: int  # highest seq processed in order; resume with last_seq + 1 (-1: none yet)
+    stored_seq: int = -1  # every accepted chunk up to this seq is in the database (see StoredEvent)
     state: str
     resumed: bool
 
@@ -131,6 +132,15 @@ class AckEvent(Event):
     is_final: bool = True
     duplicate: bool = False
     buffered: bool = False  # held until the missing seqs before it arrive (see the gap rule)
+
+
+class StoredEvent(Event):
+    """Sent to the source: every chunk it sent up to ``seq`` that was accepted is now in the database, so the
+    source may forget them. An ``ack`` only says a chunk was received (it is held in memory)."""
+
+    type: Literal["stored"] = "stored"
+    call_id: str
+    seq: int
 
 
 class ErrorEvent(Event):

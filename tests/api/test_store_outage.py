@@ -50,3 +50,36 @@ def test_database_folder_removed_healthz_degraded_then_chunks_written_when_back(
         record = client.get("/v1/calls/o-1").json()
         assert [c["seq"] for c in record["transcript"]] == [1, 2, 3, 4, 5]
         assert _metric(client, 'assistant_store_ops_total{outcome="dropped"}') == 0
+
+
+def test_stored_watermark_says_what_is_durable(tmp_path: Path) -> None:
+    """An ``ack`` means received; a ``stored`` event means committed. During an outage acks go on, stored
+    events stop; when the database is back the watermark catches up, and ready.stored_seq reports it."""
+    var = tmp_path / "var"
+    var.mkdir()
+    settings = make_settings(var, store_retry_s=0.05, store_linger_ms=0)
+    app = create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+
+    def until_stored(src: object, seq: int) -> None:
+        while True:
+            ev = src.receive_json()  # type: ignore[attr-defined]
+            if ev["type"] == "stored" and ev["seq"] >= seq:
+                return
+
+    with TestClient(app) as client:
+        with client.websocket_connect("/v1/calls/d-1/stream") as src:
+            assert src.receive_json()["stored_seq"] == -1
+            src.send_text(json.dumps({"seq": 1, "speaker": "customer", "text": "one"}))
+            until_stored(src, 1)
+            var.rename(tmp_path / "away")
+            src.send_text(json.dumps({"seq": 2, "speaker": "customer", "text": "two"}))
+            seen = []
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and "processed" not in seen:
+                seen.append(src.receive_json()["type"])
+            assert "ack" in seen and "stored" not in seen
+            (tmp_path / "away").rename(var)
+            until_stored(src, 2)
+        with client.websocket_connect("/v1/calls/d-1/stream") as again:
+            ready = again.receive_json()
+            assert ready["stored_seq"] == 2 and ready["last_seq"] == 2
