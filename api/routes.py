@@ -65,7 +65,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503 if degraded else 200)
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get("/metrics", tags=["ops"], responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     svc = _service(request)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -80,25 +80,30 @@ async def analyze(
     """Flags and suggestions for one utterance (text is redacted first)."""
     limits = request.app.state.settings
     if len(body.text) > limits.max_chunk_chars:
-        raise HTTPException(
-            422,
-            detail=f"text has {len(body.text)} characters; at most {limits.max_chunk_chars} (ASSISTANT_MAX_CHUNK_CHARS)",
+        _unprocessable(
+            ["body", "text"],
+            f"text has {len(body.text)} characters; at most {limits.max_chunk_chars} (ASSISTANT_MAX_CHUNK_CHARS)",
         )
     if len(body.context) > limits.max_context_items:
-        raise HTTPException(
-            422,
-            detail=f"context has {len(body.context)} items; at most {limits.max_context_items} "
+        _unprocessable(
+            ["body", "context"],
+            f"context has {len(body.context)} items; at most {limits.max_context_items} "
             "(ASSISTANT_MAX_CONTEXT_ITEMS)",
         )
     for i, item in enumerate(body.context):
         if len(item) > limits.max_chunk_chars:
-            raise HTTPException(
-                422,
-                detail=f"context[{i}] has {len(item)} characters; at most {limits.max_chunk_chars} "
+            _unprocessable(
+                ["body", "context", i],
+                f"context[{i}] has {len(item)} characters; at most {limits.max_chunk_chars} "
                 "(ASSISTANT_MAX_CHUNK_CHARS)",
             )
     analysis = await _service(request).pipeline.analyze_once(body.text, body.context)
     return analysis.to_response()
+
+
+def _unprocessable(loc: list[str | int], message: str) -> None:
+    """422 in the same shape as FastAPI's validation errors (the schema documents that shape)."""
+    raise HTTPException(422, detail=[{"loc": loc, "msg": message, "type": "limit"}])
 
 
 @router.get("/v1/calls", tags=["calls"], response_model=list[CallSummary])
