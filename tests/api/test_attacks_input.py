@@ -220,3 +220,32 @@ def test_redacting_formatter_masks_tokens_in_access_lines() -> None:
     line = "GET /v1/calls/c1/events?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.abc&after=3 HTTP/1.1"
     assert "eyJ" not in redact_log_text(line) and "after=3" in redact_log_text(line)
     assert redact_log_text("Authorization: Bearer abc.def.ghi") == "Authorization: Bearer [TOKEN]"
+
+
+def test_personal_data_never_reaches_record_events_or_database(client: TestClient, tmp_path: Path) -> None:
+    """Issue 17, case 5: UK phone, postcode, street address and a name given in the call, on every way out."""
+    import sqlite3
+
+    said = [
+        "my name is Jonathan Pemberton and my number is 07700 900123",
+        "I live at 221B Baker Street, postcode SW1A 2AA",
+        "Jonathan again, mail jo@example.com",
+    ]
+    secrets = ["Jonathan", "Pemberton", "07700", "900123", "Baker", "SW1A", "jo@example.com"]
+    with (
+        client.websocket_connect("/v1/calls/t-pii/events") as sidebar,
+        client.websocket_connect("/v1/calls/t-pii/stream") as src,
+    ):
+        src.receive_json()
+        for seq, text in enumerate(said, start=1):
+            assert _send(src, _chunk(seq, text))["type"] == "ack"
+        _processed(src, len(said))
+        seen = []
+        while not any(e.get("type") == "processed" and e.get("seq") == len(said) for e in seen):
+            seen.append(sidebar.receive_json())
+    record = client.get("/v1/calls/t-pii").json()
+    db = sqlite3.connect(client.app.state.settings.resolved_database_url().split("///", 1)[1])  # type: ignore[attr-defined]
+    stored = json.dumps(db.execute("SELECT text FROM chunks").fetchall())
+    for out in (json.dumps(seen), json.dumps(record), stored):
+        assert not [s for s in secrets if s in out], out[:400]
+    assert "[NAME]" in stored and "[POSTCODE]" in stored and "[ADDRESS]" in stored and "[PHONE]" in stored
