@@ -87,11 +87,12 @@ async def _refuse(ws: WebSocket, code: CloseCode, reason: str, message: str) -> 
 def close_on_expiry(ws: WebSocket, principal: Principal) -> asyncio.Task[None] | None:
     """A task that closes the socket with 4401 when the token expires (sockets outlive their tokens
     otherwise); cancel it when the socket ends. None when the principal never expires (auth off)."""
-    if principal.expires_at is None:
+    expires_at = principal.expires_at
+    if expires_at is None:
         return None
 
     async def expire() -> None:
-        await asyncio.sleep(max(0.0, principal.expires_at - time.time()) if principal.expires_at else 0.0)
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
         with contextlib.suppress(Exception):
             await ws.send_text(
                 encode(
