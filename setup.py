@@ -15,8 +15,8 @@ for name, folder in ROOTS.items():
 
 # Web pages, SQL migrations and other non-Python files ship inside the packages that read them.
 PACKAGE_DATA = {
-    "assistant.api": ["static/*", "static/**/*", "templates/*"],
-    "assistant.store": ["migrations/*", "migrations/**/*", "*.ini"],
+    "assistant.api": ["static/*", "static/**/*"],
+    "assistant.store": ["migrations/*", "migrations/**/*"],
 }
 
 setup(packages=packages, package_dir=ROOTS, package_data=PACKAGE_DATA, include_package_data=True)

@@ -15,7 +15,9 @@ Every read, allowed or not, is written to the ``assistant.audit`` log (INFO): wh
 and whether it was allowed.
 
 Example:
-    >>> from assistant.auth import Principal, Role
+    >>> from fastapi import HTTPException, Request
+
+from assistant.auth import Principal, Role
     >>> may_read(Principal("agent-7", Role.AGENT), "agent-7", {})
     True
     >>> may_read(Principal("sup-1", Role.SUPERVISOR, teams=("fraud",)), "agent-7", {"agent-7": ["billing"]})
@@ -27,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from typing import TypeVar
+
+from fastapi import HTTPException, Request
 
 from assistant.auth import Principal, Role
 from assistant.calls.service import CallService
@@ -86,6 +90,20 @@ def audit(principal: Principal, call_id: str | None, action: str, *, allowed: bo
             "allowed": allowed,
         },
     )
+
+
+async def check_call_access(request: Request, principal: Principal, call_id: str, action: str) -> None:
+    """403 unless ``principal`` may read the call (see api/access.py); every attempt is audited. An unknown
+    call passes here (the read then answers 404)."""
+    exists, agent = await call_agent(request.app.state.service, call_id)
+    allowed = not exists or may_read(principal, agent, request.app.state.settings.agent_teams)
+    audit(principal, call_id, action, allowed=allowed)
+    if not allowed:
+        raise HTTPException(
+            403,
+            detail=f"call {call_id} is not assigned to {principal.subject!r} (agents read their own calls, "
+            "supervisors their teams' calls)",
+        )
 
 
 def pseudonym(name: str | None, prefix: str) -> str | None:

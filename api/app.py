@@ -26,10 +26,12 @@ from assistant.calls.service import CallService
 from assistant.events.bus import EventBus
 from assistant.events.memory import InProcessBus
 from assistant.events.webhook import AlertWebhook
+from assistant.guidance.policies import load_policies
 from assistant.settings import Settings, get_settings
 from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
+from .guidance import router as guidance_router
 from .limits import BodyLimit, validation_error
 from .pages import router as pages_router
 from .procedures import router as procedures_router
@@ -82,6 +84,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app; models not given are loaded in the lifespan from the settings."""
     settings = settings or get_settings()
+    # The policy files are read and validated here, at start-up: a bad file stops the service with its path.
+    guidance = load_policies(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +106,7 @@ def create_app(
             store=store or Store(settings.resolved_database_url()),
             webhook=hook,
             metrics=ServiceMetrics(),
+            guidance=guidance,
         )
         if not settings.auth_secret:
             log.warning("authentication is OFF (ASSISTANT_AUTH_SECRET is not set): every caller is an admin")
@@ -127,8 +132,10 @@ def create_app(
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.state.guidance = guidance
     app.include_router(http_router)
     app.include_router(ws_router)
     app.include_router(pages_router)
     app.include_router(procedures_router)
+    app.include_router(guidance_router)
     return app

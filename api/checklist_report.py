@@ -11,31 +11,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from assistant.auth import Principal, Role
+from assistant.eval.report import latest_checklist
 
 from .security import requires
 
 router = APIRouter()
-
-
-def latest_checklist(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest behavioural-suite report (a JSON object with ``"suite": "checklist"``) in ``reports_dir``."""
-    if not reports_dir.is_dir():
-        return None
-    for path in sorted(reports_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("suite") == "checklist" and "capabilities" in data:
-            return path, data
-    return None
 
 
 @router.get("/v1/reports/checklist/latest", tags=["reports"])

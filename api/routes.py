@@ -1,8 +1,7 @@
-"""HTTP endpoints: analyze, calls, incident reports, alert acks, feedback, health and metrics."""
+"""HTTP endpoints: analyze, calls, alert acks, feedback, health and metrics (guidance: ``api/guidance.py``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -12,13 +11,20 @@ from pydantic import BaseModel, Field
 
 from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
-from assistant.calls.incident import build_report, to_markdown
 from assistant.calls.redaction import redact
 from assistant.calls.service import CallService
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.store.records import CallRecord, CallSummary, FeedbackRecord
 
-from .access import alert_call_id, audit, call_agent, feedback_for_trainer, for_trainer, may_read
+from .access import (
+    alert_call_id,
+    audit,
+    call_agent,
+    check_call_access,
+    feedback_for_trainer,
+    for_trainer,
+    may_read,
+)
 from .security import requires
 
 router = APIRouter()
@@ -129,20 +135,6 @@ async def list_calls(
     return [for_trainer(c) for c in calls] if principal.role is Role.TRAINER else calls
 
 
-async def check_call_access(request: Request, principal: Principal, call_id: str, action: str) -> None:
-    """403 unless ``principal`` may read the call (see api/access.py); every attempt is audited. An unknown
-    call passes here (the read then answers 404)."""
-    exists, agent = await call_agent(_service(request), call_id)
-    allowed = not exists or may_read(principal, agent, request.app.state.settings.agent_teams)
-    audit(principal, call_id, action, allowed=allowed)
-    if not allowed:
-        raise HTTPException(
-            403,
-            detail=f"call {call_id} is not assigned to {principal.subject!r} (agents read their own calls, "
-            "supervisors their teams' calls)",
-        )
-
-
 async def _record(request: Request, call_id: str) -> CallRecord:
     svc = _service(request)
     await svc.flush()
@@ -168,25 +160,6 @@ async def get_call(
     await check_call_access(request, principal, call_id, "record")
     rec = await _record(request, call_id)
     return for_trainer(rec) if principal.role is Role.TRAINER else rec
-
-
-@router.get(
-    "/v1/calls/{call_id}/incident-report",
-    tags=["calls"],
-    responses={200: {"content": {"application/json": {}, "text/markdown": {}}}},
-)
-async def incident_report(
-    call_id: CallId,
-    request: Request,
-    principal: Principal = Depends(requires(Role.SUPERVISOR)),
-) -> Response:
-    """A drafted incident report (JSON; Markdown with ``Accept: text/markdown``); supervisors of the call's
-    team and admins."""
-    await check_call_access(request, principal, call_id, "incident_report")
-    report = build_report(await _record(request, call_id))
-    if "text/markdown" in request.headers.get("accept", ""):
-        return Response(to_markdown(report), media_type="text/markdown; charset=utf-8")
-    return Response(json.dumps(report), media_type="application/json")
 
 
 @router.post("/v1/alerts/{alert_id}/ack", tags=["alerts"])

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     store_linger_ms: float = Field(default=100.0, ge=0)
     context_turns: int = Field(default=3, ge=0)
 
-    # Knowledge base and next-step retrieval (issue 3)
+    # Knowledge base and next-step retrieval
     kb_packs_dir: Path | None = None  # default: var_dir / "kb_packs"; imported SOP packs, one folder each
     kb_refresh_s: float = Field(
         default=2.0, ge=0, description="how often new calls look for changed SOP files"
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     )
     kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
 
-    # Streaming service (issue 4)
+    # Streaming service: calls, severity, alerts
     use_fake_models: bool = (
         False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
     )
@@ -120,7 +120,12 @@ class Settings(BaseSettings):
     store_buffer_max: int = Field(default=200_000, ge=100)
     store_retry_s: float = Field(default=1.0, gt=0, description="wait between writes to a failing store")
 
-    # Speed (issue 6)
+    # Call guidance: the policy files (validated at start-up) and how incident records name customers
+    call_stages_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "call-stages.yaml"
+    abuse_protocol_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "abuse-protocol.yaml"
+    incident_customer_name: Literal["initials", "full", "withheld"] = "initials"
+
+    # Serving speed
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
 
     @field_validator("auth_secret")

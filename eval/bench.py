@@ -420,6 +420,7 @@ async def run_phase(
 
 # ---- the server under test ----------------------------------------------------------------------------------
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server started right after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -22,7 +22,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -524,8 +524,10 @@ def render_report(runs: Sequence[Run], *, title: str = "Model report") -> str:
     return "\n".join(parts)
 
 
-def latest_report(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest red-flag evaluation report (a JSON object with ``per_label``) in ``reports_dir``."""
+def _latest_json(
+    reports_dir: Path, accept: Callable[[dict[str, Any]], bool]
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest JSON object in ``reports_dir`` that ``accept`` recognises (unreadable files are skipped)."""
     if not reports_dir.is_dir():
         return None
     for path in sorted(reports_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
@@ -533,6 +535,16 @@ def latest_report(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and "per_label" in data:
+        if isinstance(data, dict) and accept(data):
             return path, data
     return None
+
+
+def latest_report(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest red-flag evaluation report (a JSON object with ``per_label``) in ``reports_dir``."""
+    return _latest_json(reports_dir, lambda data: "per_label" in data)
+
+
+def latest_checklist(reports_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest behavioural-suite report (a JSON object with ``"suite": "checklist"``) in ``reports_dir``."""
+    return _latest_json(reports_dir, lambda data: data.get("suite") == "checklist" and "capabilities" in data)

@@ -6,7 +6,6 @@ Imported by the API, browser and bench tests (``tests/`` is on sys.path because 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from assistant.eval.bench import free_port  # the one helper, shared with the bench
 from assistant.settings import Settings
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "eval" / "transcripts"
@@ -32,12 +32,6 @@ def make_settings(var_dir: Path, *, db_name: str = "test.db", **overrides: objec
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Server(uvicorn.Server):

@@ -80,3 +80,16 @@ class EpisodeTracker:
             self.alerted_rank = max(self.alerted_rank, rank)
             return AlertDecision("update", self.episode, _reason(self.labels), tuple(sorted(self.labels)))
         return None
+
+    def protocol_alert(self, labels: list[str]) -> AlertDecision | None:
+        """An alert the abuse protocol asks for (``abuse-protocol.yaml``: ``supervisor_alert``), or None.
+
+        With an episode open, supervisors already have this call's alert in front of them: nothing new is
+        sent (one alert per episode). Otherwise a new episode opens with reason ``protocol``.
+        """
+        if self.open:
+            return None
+        self.open = True
+        self.episode += 1
+        self.labels = set(labels)
+        return AlertDecision("new", self.episode, "protocol", tuple(sorted(self.labels)))

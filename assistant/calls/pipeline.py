@@ -28,6 +28,7 @@ from assistant.events.messages import (
     ErrorEvent,
     ErrorReason,
     FlagEvent,
+    GuidanceEvent,
     ProcessedEvent,
     SeverityEvent,
     SeverityOut,
@@ -35,6 +36,7 @@ from assistant.events.messages import (
     SuggestionEvent,
     encode,
 )
+from assistant.guidance.live import CallGuidance
 from assistant.inference import BatcherStopped, BatchStats, MicroBatcher
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
@@ -170,6 +172,8 @@ class AnalysisPipeline:
                 self._advisor_pool, advise
             )
             await self._suggest(live, chunk, suggestions)
+        if s.guidance is not None:
+            await self._guide(live, s.guidance, chunk, result.flagged if result is not None else [])
 
     async def _score(self, live: LiveCall, chunk: ChunkData, result: RedFlagResult) -> None:
         s = live.session
@@ -244,6 +248,23 @@ class AnalysisPipeline:
         await self.events.emit(live, event)
         self.metrics.first_event_latency.observe(time.perf_counter() - chunk.received)
         self.recorder.suggestions(s.call_id, chunk.seq, event.eid, suggestions)
+
+    async def _guide(
+        self, live: LiveCall, guidance: CallGuidance, chunk: ChunkData, flagged: list[str]
+    ) -> None:
+        """Stages, required steps and the abuse protocol: a ``guidance`` event when the turn moved any of them."""
+        s = live.session
+        payload = guidance.observe(chunk.seq, chunk.speaker, chunk.text, flagged)
+        if payload is None:
+            return
+        payload.pop("type")
+        event = GuidanceEvent(call_id=s.call_id, **payload)
+        await self.events.emit(live, event)
+        if event.supervisor_alert:
+            abusive = [label for label in flagged if label in guidance.policies.protocol.abusive_labels]
+            decision = s.episodes.protocol_alert(abusive)
+            if decision is not None:
+                await self.alerts.raise_alert(live, chunk, decision, s.severity.current)
 
     # ---- one utterance, outside any call ----------------------------------------------------------------
     async def analyze_once(self, text: str, context: list[str]) -> Analysis:

@@ -91,6 +91,7 @@ class CallRecorder:
                     peak_level="none",
                     flag_counts={},
                     advisor_state={},
+                    guidance_state={},
                 )
             )
         )
@@ -111,6 +112,7 @@ class CallRecorder:
             "peak_level": s.severity.peak.level,
             "flag_counts": dict(s.flag_counts),
             "advisor_state": advisor_state_dict(s.advisor_state),
+            "guidance_state": s.guidance.to_dict() if s.guidance is not None else {},
         }
         if ended:
             values.update(ended_at=now, end_reason=s.end_reason)

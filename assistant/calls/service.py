@@ -52,6 +52,8 @@ from assistant.events.messages import (
     is_safe_call_id,
 )
 from assistant.events.webhook import AlertWebhook
+from assistant.guidance.live import CallGuidance
+from assistant.guidance.policies import GuidancePolicies
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
@@ -82,9 +84,12 @@ class CallService:
         store: Store | None = None,
         webhook: AlertWebhook | None = None,
         metrics: ServiceMetrics | None = None,
+        guidance: GuidancePolicies | None = None,
     ) -> None:
         self.settings = settings
         self.advisor = advisor
+        # Call stages, QA and the abuse protocol (the policy files, validated at start-up); None: not tracked.
+        self.guidance = guidance
         self.bus: EventBus = bus or InProcessBus(history=settings.event_history)
         self.metrics = metrics or ServiceMetrics()
         self.webhook = webhook
@@ -187,6 +192,8 @@ class CallService:
                     lines = [TranscriptLine(c.seq, c.speaker, c.text, c.call_ts) for c in stored.chunks]
                     live.session.restore(last_seq=stored.last_seq, lines=lines, last_eid=stored.last_eid)
                     live.stored_seq = stored.last_seq
+                    if self.guidance is not None:
+                        live.session.guidance = CallGuidance(self.guidance, stored.guidance_state)
                     resumed = True
                 else:
                     self.recorder.call_opened(call_id, agent=agent)
@@ -243,6 +250,8 @@ class CallService:
         )
         if self.advisor is not None:
             session.advisor_state = self.advisor.start_call()
+        if self.guidance is not None:
+            session.guidance = CallGuidance(self.guidance)
         return LiveCall(session=session, queue=asyncio.Queue(), started=time.monotonic())
 
     def _count_live(self) -> None:

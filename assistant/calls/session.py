@@ -31,6 +31,7 @@ from assistant.calls.episode import EpisodeTracker
 from assistant.calls.redaction import CallRedactor
 from assistant.calls.severity import CallSeverity
 from assistant.errors import InvalidInputError
+from assistant.guidance.live import CallGuidance
 from assistant.types import Speaker
 
 MAX_SEQ = 2**53 - 1  # the largest seq accepted (docs/protocol.md)
@@ -127,6 +128,7 @@ class CallSession:
         self.severity = CallSeverity(half_life_s=half_life_s, turn_decay=turn_decay)
         self.episodes = EpisodeTracker(alert_level=alert_level)
         self.advisor_state: Any = None
+        self.guidance: CallGuidance | None = None  # stages, required steps (QA) and the abuse protocol
         self.shown_suggestions: tuple[tuple[str, int], ...] = ()
         self.flag_counts: dict[str, int] = {}
         self.alert_ids: dict[int, str] = {}  # episode -> alert id

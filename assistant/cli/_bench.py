@@ -153,7 +153,8 @@ async def _config(
     token = _token()
     server: ServerProcess | None = None
     if url is None:
-        assert env is not None
+        if env is None:
+            raise InvalidInputError(f"{label}: no server URL and no environment to start one with")
         if args.fake_models:
             env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1"}
         server = ServerProcess(env)

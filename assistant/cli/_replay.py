@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run)
 
 
-_PER_CHUNK = frozenset({"transcript", "flag", "severity", "suggestion", "alert"})
+_PER_CHUNK = frozenset({"transcript", "flag", "severity", "suggestion", "guidance", "alert"})
 
 
 def _mmss(ts: float | None) -> str:
@@ -72,6 +72,8 @@ def render(event: dict[str, Any]) -> str | None:
             f"{pad}NEXT STEP {s['procedure_title']} {s['step_index'] + 1}/{s['step_count']}: {s['step']}\n"
             f'{pad}  say: "{s["script"]}"'
         )
+    if kind == "guidance":
+        return _render_guidance(event, pad)
     if kind == "alert":
         what = "ALERT UPDATE" if event.get("update") else "ALERT"
         return f"{pad}!! {what} to supervisors: {event['reason']} {event['level']} ({', '.join(event['labels'])})"
@@ -84,6 +86,30 @@ def render(event: dict[str, Any]) -> str | None:
     if kind == "call_ended":
         return f"call ended ({event['reason']}), last seq {event['last_seq']}"
     return None
+
+
+def _render_guidance(event: dict[str, Any], pad: str) -> str | None:
+    """Stages entered, checklist steps ticked, and the abuse protocol's moves (what the sidebar's region shows)."""
+    parts: list[str] = []
+    if event.get("stages_entered"):
+        parts.append(f"{pad}STAGE {' -> '.join(event['stages_entered'])}")
+    titles = {s["step"]: s["title"] for s in event.get("checklist", [])}
+    for step in event.get("steps_done", []):
+        parts.append(f"{pad}CHECKLIST ✓ {titles.get(step, step)} (score {event.get('score', 0):.2f})")
+    protocol = event.get("protocol") or {}
+    for step in event.get("protocol_given", []):
+        parts.append(f"{pad}PROTOCOL done: {step}")
+    for step in event.get("protocol_due", []):
+        say = f': "{protocol["say"]}"' if protocol.get("due") == step and protocol.get("say") else ""
+        parts.append(f"{pad}PROTOCOL due: {step} (severity {protocol.get('severity')}){say}")
+    if event.get("supervisor_alert"):
+        parts.append(f"{pad}PROTOCOL supervisors alerted")
+    if event.get("wellbeing_offered"):
+        offered = ", ".join(w["title"] for w in protocol.get("wellbeing", []))
+        parts.append(f"{pad}WELL-BEING offered: {offered}")
+    if protocol.get("may_end_call") and event.get("protocol_due"):
+        parts.append(f"{pad}PROTOCOL the agent may end the call")
+    return "\n".join(parts) or None
 
 
 def _stream_url(base: str, call_id: str) -> str:

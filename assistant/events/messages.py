@@ -27,8 +27,7 @@ class CloseCode(IntEnum):
     """Every WebSocket close code the server uses, in one place."""
 
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
-    GOING_AWAY = 1001  # the server is shutting down; reconnect and resume
-    INTERNAL_ERROR = 1011
+    INTERNAL_ERROR = 1011  # an unexpected server error on this socket; reconnect and resume
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
     FORBIDDEN = 4403  # the token's role may not use this socket
@@ -77,12 +76,6 @@ class ChunkIn(BaseModel):
     text: str = Field(strict=True)
     is_final: bool = Field(default=True, strict=True)
     ts: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-
-
-class EndIn(BaseModel):
-    """The source says the call is over: ``{"type": "end"}``."""
-
-    type: Literal["end"]
 
 
 class AlertAckIn(BaseModel):
@@ -203,6 +196,23 @@ class SuggestionEvent(CallEvent):
     advisor: dict[str, Any] = Field(default_factory=dict)
 
 
+class GuidanceEvent(CallEvent):
+    """Where the call stands: its stage, the required steps done (with evidence), the abuse protocol."""
+
+    type: Literal["guidance"] = "guidance"
+    seq: int
+    stage: str | None
+    stages_entered: list[str]
+    steps_done: list[str]
+    score: float
+    checklist: list[dict[str, Any]]
+    protocol: dict[str, Any]
+    protocol_due: list[str]
+    protocol_given: list[str]
+    supervisor_alert: bool = False
+    wellbeing_offered: bool = False
+
+
 class GapEvent(CallEvent):
     type: Literal["gap"] = "gap"
     first_missing: int
@@ -225,7 +235,7 @@ class AlertEvent(CallEvent):
     severity: float
     level: str
     labels: list[str]
-    reason: str  # "abusive", "threat", "escalation", "legal"
+    reason: str  # "abusive", "threat", "escalation", "legal", or "protocol" (the abuse protocol asked for it)
     text: str  # the redacted utterance that opened the episode
     seq: int
     update: bool = False  # true: the same episode stepped up in severity (same id)

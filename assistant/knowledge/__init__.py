@@ -2,7 +2,7 @@
 
 Public API (what the service and the CLI use)::
 
-    from assistant.knowledge import load_advisor, incident_fields
+    from assistant.knowledge import load_advisor
 
     advisor = load_advisor(settings, device="cpu")        # encoder + index, rebuilt when stale
     state = advisor.start_call()
@@ -11,7 +11,7 @@ Public API (what the service and the CLI use)::
 
 from __future__ import annotations
 
-from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor, load_advisor
+from assistant.knowledge.advisor import AdvisorConfig, KnowledgeAdvisor, ProcedureProgress, load_advisor
 from assistant.knowledge.document import (
     KnowledgeBase,
     KnowledgeProblem,
@@ -23,7 +23,6 @@ from assistant.knowledge.document import (
 )
 from assistant.knowledge.embedder import Embedder, FakeEmbedder, SentenceEmbedder
 from assistant.knowledge.importer import ImportReport, import_pack
-from assistant.knowledge.incident import IncidentField, incident_fields
 from assistant.knowledge.index import (
     BuildReport,
     KnowledgeIndex,
@@ -38,19 +37,18 @@ __all__ = [
     "AdvisorConfig",
     "BM25Retriever",
     "BuildReport",
-    "CallState",
     "DenseRetriever",
     "Embedder",
     "FakeEmbedder",
     "FusedRetriever",
     "Hit",
     "ImportReport",
-    "IncidentField",
     "KnowledgeAdvisor",
     "KnowledgeBase",
     "KnowledgeIndex",
     "KnowledgeProblem",
     "Procedure",
+    "ProcedureProgress",
     "Query",
     "Retriever",
     "SentenceEmbedder",
@@ -58,7 +56,6 @@ __all__ = [
     "build_from_settings",
     "build_index",
     "import_pack",
-    "incident_fields",
     "knowledge_folders",
     "load_advisor",
     "load_index",

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.errors import ConfigurationError
 from assistant.knowledge.document import Procedure
 from assistant.knowledge.embedder import Embedder, SentenceEmbedder
 from assistant.knowledge.index import KnowledgeIndex, knowledge_folders, load_index
@@ -48,11 +49,13 @@ GROUP_OF = {"threat": "abusive", "insult": "abusive", "profanity": "abusive"}
 
 
 @dataclass(slots=True)
-class CallState:
-    """Per-call state of the advisor; ``to_dict``/``from_dict`` make it storable.
+class ProcedureProgress:
+    """Per-call state of the advisor: the procedure under way, its steps done, the stage.
+
+    ``to_dict``/``from_dict`` make it storable.
 
     Example:
-        >>> s = CallState()
+        >>> s = ProcedureProgress()
         >>> s.to_dict()["stage"]
         'greeting'
     """
@@ -72,7 +75,7 @@ class CallState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CallState:
+    def from_dict(cls, data: dict[str, Any]) -> ProcedureProgress:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -179,15 +182,16 @@ class KnowledgeAdvisor:
     def index(self) -> KnowledgeIndex:
         if self._index is None:
             self.warm_up()
-        assert self._index is not None  # set by warm_up
+        if self._index is None:  # warm_up() loads it; a subclass that does not is a bug worth naming
+            raise ConfigurationError("KnowledgeAdvisor.warm_up() did not load the index")
         return self._index
 
     # -- NextStepAdvisor -----------------------------------------------------------------------------
-    def start_call(self) -> CallState:
+    def start_call(self) -> ProcedureProgress:
         """A fresh state for a new call; picks up SOPs imported since (at most) ``kb_refresh_s`` ago."""
         if self._signature is not None:
             self.refresh(max_age_s=self.settings.kb_refresh_s)
-        return CallState()
+        return ProcedureProgress()
 
     def advise(
         self,
@@ -204,8 +208,8 @@ class KnowledgeAdvisor:
         ``vector``: the chunk's query vector from :meth:`encode_queries` (batched across calls by the
         service); without it the text is encoded here, one at a time.
         """
-        if not isinstance(state, CallState):
-            raise TypeError(f"expected the CallState from start_call(), got {type(state).__name__}")
+        if not isinstance(state, ProcedureProgress):
+            raise TypeError(f"expected the ProcedureProgress from start_call(), got {type(state).__name__}")
         index = self.index
         retriever = self._retriever
         if index.empty or retriever is None or not text.strip():
@@ -286,7 +290,7 @@ class KnowledgeAdvisor:
         return any(label in self.index.procedures[pid].answers for label in COMPANION_LABELS)
 
     def _choose_primary(
-        self, state: CallState, hits: list[Hit], by_id: dict[str, Hit], flagged: list[str]
+        self, state: ProcedureProgress, hits: list[Hit], by_id: dict[str, Hit], flagged: list[str]
     ) -> str:
         cfg = self.config
         current = state.procedure_id if state.procedure_id in self.index.procedures else None
@@ -330,7 +334,7 @@ class KnowledgeAdvisor:
             return f"switched: this procedure now fits clearly better ({best.score:.2f} vs {held:.2f})"
         return "continuing the procedure under way"
 
-    def _switch(self, state: CallState, pid: str, score: float, *, forced_by: str | None) -> None:
+    def _switch(self, state: ProcedureProgress, pid: str, score: float, *, forced_by: str | None) -> None:
         if state.procedure_id is not None and state.procedure_id != pid:
             state.switches += 1
         state.procedure_id = pid
@@ -345,7 +349,7 @@ class KnowledgeAdvisor:
                 return pid
         return None
 
-    def _track_agent(self, state: CallState, vector: np.ndarray) -> None:
+    def _track_agent(self, state: ProcedureProgress, vector: np.ndarray) -> None:
         """Mark the step of the current (or companion) procedure that the agent's words carry out."""
         index = self.index
         for pid in (state.procedure_id, state.companion_id):
@@ -359,14 +363,16 @@ class KnowledgeAdvisor:
             if float(sims[j]) >= self.config.done_threshold:
                 state.mark_done(pid, index.passages[ids[j]].step_index)
 
-    def _next_step(self, state: CallState, proc: Procedure) -> int | None:
+    def _next_step(self, state: ProcedureProgress, proc: Procedure) -> int | None:
         done = set(state.done.get(proc.id, []))
         k = state.next_step.get(proc.id, 0)
         while k < len(proc.steps) and k in done:
             k += 1
         return k if k < len(proc.steps) else None
 
-    def _suggestion(self, state: CallState, pid: str, hit: Hit | None, reason: str) -> Suggestion | None:
+    def _suggestion(
+        self, state: ProcedureProgress, pid: str, hit: Hit | None, reason: str
+    ) -> Suggestion | None:
         proc = self.index.procedures[pid]
         k = self._next_step(state, proc)
         if k is None:
@@ -390,7 +396,7 @@ class KnowledgeAdvisor:
         )
 
     def _suggestions(
-        self, state: CallState, by_id: dict[str, Hit], *, reason_prefix: str, flagged: list[str]
+        self, state: ProcedureProgress, by_id: dict[str, Hit], *, reason_prefix: str, flagged: list[str]
     ) -> list[Suggestion]:
         out: list[Suggestion] = []
         pid = state.procedure_id

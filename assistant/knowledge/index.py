@@ -137,7 +137,8 @@ class KnowledgeIndex:
         return scores[0][keep], ids[0][keep]
 
     def bm25_passage_scores(self, text: str) -> np.ndarray:
-        assert self._bm25 is not None  # set in __post_init__
+        if self._bm25 is None:  # built in __post_init__; only a hand-made instance lacks it
+            raise DataError("KnowledgeIndex has no BM25 index; build it with build_index() or load_index()")
         return self._bm25.scores(text)
 
     def per_procedure_max(self, passage_ids: np.ndarray, scores: np.ndarray, *, fill: float) -> np.ndarray:

@@ -24,11 +24,6 @@ class BinaryScores:
         return asdict(self)
 
 
-def binary_scores(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> BinaryScores:
-    """Precision, recall, F1 at ``threshold`` and ROC AUC (None when only one class is present)."""
-    return decision_scores(y_true, y_score >= threshold, y_score)
-
-
 def decision_scores(y_true: np.ndarray, pred: np.ndarray, y_score: np.ndarray | None) -> BinaryScores:
     """Precision, recall, F1 of boolean decisions; ROC AUC from ``y_score`` when given and defined."""
     y_true = y_true.astype(bool)

@@ -39,6 +39,8 @@ class Call(Base):
     peak_level: Mapped[str] = mapped_column(String(16), default="none")
     flag_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     advisor_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Stage and abuse-protocol state (assistant.guidance.live.CallGuidance), restored when the call resumes.
+    guidance_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Chunk(Base):
@@ -134,6 +136,19 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     subject: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+
+
+class IncidentReport(Base):
+    """A supervisor's edited incident record of a call (the draft is computed from the call until then)."""
+
+    __tablename__ = "incident_reports"
+
+    call_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime]
 
 
 metadata = Base.metadata

@@ -5,7 +5,7 @@ Read straight from the rows of ``models.py`` (``from_attributes``); the columns 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -115,6 +115,8 @@ class CallSummary(_Record):
 class CallRecord(CallSummary):
     last_eid: int = 0
     advisor_state: dict[str, Any] = Field(default_factory=dict)
+    guidance_state: dict[str, Any] = Field(default_factory=dict)
+    incident_report: dict[str, Any] | None = None  # the supervisor's edited incident record, if any
     transcript: list[ChunkRecord] = Field(default_factory=list)
     flags: list[FlagRecord] = Field(default_factory=list)
     alerts: list[AlertRecord] = Field(default_factory=list)
@@ -130,6 +132,7 @@ class ResumeState:
     last_seq: int
     last_eid: int
     chunks: list[ChunkRecord]
+    guidance_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:

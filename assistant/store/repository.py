@@ -439,6 +439,7 @@ class Store:
             last_seq=last_seq if last_seq is not None else -1,
             last_eid=call.last_eid,
             chunks=chunks,
+            guidance_state=dict(call.guidance_state or {}),
         )
 
     async def list_calls(self, *, limit: int = 100, status: str | None = None) -> list[CallSummary]:
@@ -460,6 +461,21 @@ class Store:
         for summary in summaries:
             summary.open_alerts = open_counts.get(summary.id, 0)
         return summaries
+
+    async def calls_started_between(
+        self, since: datetime, until: datetime, *, agent: str | None = None, limit: int = 10_000
+    ) -> list[str]:
+        """Ids of the calls that began in ``[since, until)`` (handled by ``agent``, if given), oldest first."""
+        async with self.engine.connect() as conn:
+            q = (
+                select(m.Call.id)
+                .where(m.Call.started_at >= since, m.Call.started_at < until)
+                .order_by(m.Call.started_at)
+                .limit(limit)
+            )
+            if agent is not None:
+                q = q.where(m.Call.agent == agent)
+            return [row[0] for row in (await conn.execute(q)).all()]
 
     async def get_call(self, call_id: str) -> CallRecord | None:
         async with self.engine.connect() as conn:
@@ -494,7 +510,16 @@ class Store:
             record.alerts = [_alert(a, acks_by_alert.get(a.id, [])) for a in alerts]
             record.suggestions = [SuggestionRecord.model_validate(x) for x in sugg.all()]
             record.feedback = [FeedbackRecord.model_validate(f) for f in fb.all()]
+            report = (
+                await conn.execute(select(m.IncidentReport.record).where(m.IncidentReport.call_id == call_id))
+            ).first()
+            record.incident_report = dict(report.record) if report is not None else None
             return record
+
+    async def save_incident_report(self, call_id: str, record: dict[str, Any], *, by: str) -> None:
+        """Store a supervisor's edited incident record of a call (replacing the previous edit)."""
+        row = m.IncidentReport(call_id=call_id, record=record, updated_by=by, updated_at=utcnow())
+        await self.write([Upsert(row)])
 
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
         async with self.engine.connect() as conn:

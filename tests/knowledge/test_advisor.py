@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from assistant.analysis import suggest_once
-from assistant.knowledge.advisor import AdvisorConfig, CallState, KnowledgeAdvisor
+from assistant.knowledge.advisor import AdvisorConfig, KnowledgeAdvisor, ProcedureProgress
 from assistant.knowledge.embedder import FakeEmbedder
 from assistant.knowledge.index import build_from_settings
 from assistant.labels import LABELS
@@ -36,7 +36,7 @@ def test_advisor_implements_the_protocol_and_state_is_storable(advisor: Knowledg
     assert out[0].source.endswith("(Step 1: Find order)") and out[0].reason
     data = state.to_dict()
     assert data["procedure_id"] == "refund"
-    assert CallState.from_dict(data) == state
+    assert ProcedureProgress.from_dict(data) == state
 
 
 def test_agent_saying_a_script_marks_the_step_done_and_moves_on(advisor: KnowledgeAdvisor) -> None:

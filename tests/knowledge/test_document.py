@@ -4,8 +4,8 @@ from pathlib import Path
 
 from kb_helpers import WriteSop, sop_text
 
+from assistant.guidance.incident import incident_fields
 from assistant.knowledge.document import load_knowledge_base, parse_file
-from assistant.knowledge.incident import incident_fields
 from assistant.settings import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "knowledge_base"

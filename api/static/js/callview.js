@@ -6,6 +6,7 @@
 // ?after=<last eid>, and lines are keyed by seq, so nothing is shown twice.
 
 import { ReconnectingSocket, api, clear, copyText, el, labelText, LEVELS, wsUrl } from "./common.js";
+import { GuidancePanel } from "./guidance.js";
 
 const CURRENT_TURNS = 3; // a label is "current" while it was flagged in one of the last 3 customer turns
 
@@ -107,6 +108,10 @@ export class CallView {
     r.append(el("section", { class: "cv-checklist", "aria-label": "Procedure checklist" },
       el("h2", {}, "Procedure"), this.checklist));
 
+    const guidance = el("section", { class: "cv-guidance", "aria-label": "Call checklist and abuse protocol" });
+    this.guidance = new GuidancePanel(guidance);
+    r.append(guidance);
+
     this.waiting = el("li", { class: "line note" }, "Waiting for the call…");
     this.log = el("ol", { class: "transcript", role: "log", "aria-label": "Transcript", tabindex: 0 }, this.waiting);
     this.jump = el("button", { type: "button", class: "btn jump", hidden: true, onclick: () => this.toBottom() }, "New lines ↓");
@@ -134,6 +139,7 @@ export class CallView {
       case "flag": return this.onFlag(m);
       case "severity": return this.setSeverity(m.score, m.level);
       case "suggestion": return this.onSuggestion(m);
+      case "guidance": return this.guidance.update(m);
       case "alert": this.notice.textContent = m.update ? "Supervisor alerted again." : "Supervisor alerted."; return;
       case "alert_ack": this.notice.textContent = `Supervisor ${m.acked_by} is on it.`; return;
       case "gap": return this.addNote(`missing lines ${m.first_missing}–${m.last_missing}`);

@@ -1,7 +1,9 @@
 // Supervisor dashboard: the alert feed (WS /v1/alerts), every call with its risk (GET /v1/calls), a live
-// read-only view of any call, and its drafted incident report (GET /v1/calls/{id}/incident-report).
+// read-only view of any call, its QA view (GET /v1/calls/{id}/qa) and its incident report
+// (GET/PATCH /v1/calls/{id}/incident-report), and the period report (GET /v1/reports/supervisor).
 import { CallView } from "./callview.js";
 import { ReconnectingSocket, api, clear, clock, el, keepTokenOnLinks, labelText, wsUrl } from "./common.js";
+import { periodReport, renderIncident, renderQA } from "./guidance.js";
 
 const REFRESH_MS = 3000;
 const alertsList = document.getElementById("alerts");
@@ -141,6 +143,7 @@ function renderCalls(calls) {
       };
       const open = el("td", {}, el("div", { class: "row", style: "flex-wrap:nowrap" },
         el("button", { type: "button", class: "btn", onclick: () => select(c.id, "live"), "aria-label": `Watch call ${c.id}` }, "Live"),
+        el("button", { type: "button", class: "btn", onclick: () => select(c.id, "qa"), "aria-label": `QA of call ${c.id}` }, "QA"),
         el("button", { type: "button", class: "btn", onclick: () => select(c.id, "report"), "aria-label": `Incident report of call ${c.id}` }, "Report")));
       const tr = el("tr", { dataset: { call: c.id } }, cells.id, cells.status, cells.risk, cells.peak, cells.flags, cells.alerts, open);
       row = { tr, cells };
@@ -169,16 +172,19 @@ function renderCalls(calls) {
 const panelBody = document.getElementById("panel-body");
 const showTranscript = document.getElementById("show-transcript");
 const showReport = document.getElementById("show-report");
+const showQA = document.getElementById("show-qa");
 showTranscript.addEventListener("click", () => selected && select(selected.id, "live"));
 showReport.addEventListener("click", () => selected && select(selected.id, "report"));
+showQA.addEventListener("click", () => selected && select(selected.id, "qa"));
 
 function select(callId, what) {
   if (selected && selected.view) selected.view.close();
   selected = { id: callId, view: null };
   document.getElementById("panel-title").textContent = callId;
-  showTranscript.disabled = showReport.disabled = false;
+  showTranscript.disabled = showReport.disabled = showQA.disabled = false;
   showTranscript.setAttribute("aria-pressed", what === "live");
   showReport.setAttribute("aria-pressed", what === "report");
+  showQA.setAttribute("aria-pressed", what === "qa");
   for (const [id, row] of rows) row.tr.classList.toggle("selected", id === callId);
   const url = new URL(location.href);
   url.searchParams.set("call", callId);
@@ -189,41 +195,21 @@ function select(callId, what) {
     panelBody.append(box);
     selected.view = new CallView(box, callId, { readonly: true });
   } else {
-    loadReport(callId);
+    const box = el("div", { class: "report", tabindex: 0, "aria-label": `${what === "qa" ? "QA" : "Incident report"} of call ${callId}` });
+    panelBody.append(box);
+    if (what === "qa") renderQA(box, callId);
+    else renderIncident(box, callId);
   }
 }
 
-async function loadReport(callId) {
-  const box = el("div", { class: "report", tabindex: 0, "aria-label": `Incident report of call ${callId}` }, el("p", { class: "empty" }, "Loading…"));
-  panelBody.append(box);
-  try {
-    const md = await api(`/v1/calls/${encodeURIComponent(callId)}/incident-report`, { accept: "text/markdown" });
-    clear(box).append(...renderMarkdown(md));
-  } catch (e) {
-    clear(box).append(el("p", { class: "error" }, `No report: ${e.message}`));
-  }
-}
-
-/** The incident report's small Markdown subset (headings, lists, **bold**), built as DOM: no HTML injection. */
-function renderMarkdown(md) {
-  const out = [];
-  let list = null;
-  const inline = (text) => text.split(/(\*\*[^*]+\*\*)/).map((part) =>
-    part.startsWith("**") && part.endsWith("**") ? el("strong", {}, part.slice(2, -2)) : part);
-  for (const line of md.split("\n")) {
-    if (line.startsWith("- ")) {
-      if (!list) out.push((list = el("ul")));
-      list.append(el("li", {}, inline(line.slice(2))));
-      continue;
-    }
-    list = null;
-    if (line.startsWith("## ")) out.push(el("h4", {}, line.slice(3)));
-    else if (line.startsWith("# ")) out.push(el("h3", {}, line.slice(2)));
-    else if (line.trim()) out.push(el("p", {}, inline(line)));
-  }
-  return out;
-}
-
+periodReport(document.getElementById("period"), {
+  since: document.getElementById("period-since"),
+  until: document.getElementById("period-until"),
+  table: document.getElementById("period-agents"),
+  chart: document.getElementById("period-chart"),
+  csvButton: document.getElementById("period-csv"),
+  status: document.getElementById("period-status"),
+});
 refreshCalls();
 setInterval(refreshCalls, REFRESH_MS);
 const pre = new URLSearchParams(location.search).get("call");
