@@ -30,6 +30,7 @@ from assistant.errors import InvalidInputError
 from assistant.eval.feedback import export_lines
 from assistant.eval.report import latest_report
 
+from .limits import unprocessable
 from .security import requires
 
 router = APIRouter()
@@ -83,7 +84,7 @@ async def start_demo_call(
     except UnknownTranscript as e:
         raise HTTPException(404, detail=str(e)) from e
     except InvalidInputError as e:
-        raise HTTPException(422, detail=str(e)) from e
+        raise unprocessable(["body", "transcript"], str(e)) from e
     except TooManyDemos as e:
         raise HTTPException(429, detail=str(e)) from e
     return DemoOut(

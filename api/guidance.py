@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from assistant.auth import Principal, Role
 from assistant.calls.service import CallService
+from assistant.events.frames import preview
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.guidance.facts import facts_from_record
 from assistant.guidance.incident import IncidentEdit, IncidentRecord, apply_edit, draft_incident
@@ -31,6 +32,7 @@ from assistant.guidance.summary import CallSummaryNote, summarise_call
 from assistant.store.records import CallRecord
 
 from .access import audit, check_call_access, may_read
+from .limits import unprocessable
 from .security import requires
 
 router = APIRouter(tags=["guidance"])
@@ -193,7 +195,9 @@ def _day_or_time(text: str, *, end: bool) -> datetime:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError as e:
-        raise HTTPException(422, detail=f"cannot read {text!r} as a date or time (e.g. 2026-11-30)") from e
+        raise unprocessable(
+            ["query"], f"cannot read {preview(text)} as a date or time (e.g. 2026-11-30)"
+        ) from e
     if len(text) <= 10 and end:  # a plain date as the end means the whole of that day
         dt = datetime.combine(dt.date(), time.min) + timedelta(days=1)
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
@@ -216,7 +220,7 @@ async def supervisor_report(
     start = _day_or_time(since, end=False)
     stop = _day_or_time(until, end=True) if until else datetime.now(UTC)
     if stop <= start:
-        raise HTTPException(422, detail="until must be after since")
+        raise unprocessable(["query", "until"], "until must be after since")
     svc = _service(request)
     await svc.flush()
     if svc.store is None:

@@ -25,6 +25,7 @@ from .access import (
     for_trainer,
     may_read,
 )
+from .limits import unprocessable
 from .security import requires
 
 router = APIRouter()
@@ -48,9 +49,11 @@ class AckIn(BaseModel):
 
 class FeedbackIn(BaseModel):
     verdict: Literal["useful", "wrong"]
-    eid: int | None = Field(default=None, description="eid of the suggestion event the feedback is about")
+    eid: int | None = Field(
+        default=None, ge=1, le=2**53 - 1, description="eid of the suggestion event the feedback is about"
+    )
     procedure_id: str | None = Field(default=None, max_length=128)
-    step_index: int | None = Field(default=None, ge=0)
+    step_index: int | None = Field(default=None, ge=0, le=10_000)
     comment: str | None = Field(default=None, max_length=2000)
 
 
@@ -86,30 +89,25 @@ async def analyze(
     """Flags and suggestions for one utterance (text is redacted first)."""
     limits = request.app.state.settings
     if len(body.text) > limits.max_chunk_chars:
-        _unprocessable(
+        raise unprocessable(
             ["body", "text"],
             f"text has {len(body.text)} characters; at most {limits.max_chunk_chars} (ASSISTANT_MAX_CHUNK_CHARS)",
         )
     if len(body.context) > limits.max_context_items:
-        _unprocessable(
+        raise unprocessable(
             ["body", "context"],
             f"context has {len(body.context)} items; at most {limits.max_context_items} "
             "(ASSISTANT_MAX_CONTEXT_ITEMS)",
         )
     for i, item in enumerate(body.context):
         if len(item) > limits.max_chunk_chars:
-            _unprocessable(
+            raise unprocessable(
                 ["body", "context", i],
                 f"context[{i}] has {len(item)} characters; at most {limits.max_chunk_chars} "
                 "(ASSISTANT_MAX_CHUNK_CHARS)",
             )
     analysis = await _service(request).pipeline.analyze_once(body.text, body.context)
     return analysis.to_response()
-
-
-def _unprocessable(loc: list[str | int], message: str) -> None:
-    """422 in the same shape as FastAPI's validation errors (the schema documents that shape)."""
-    raise HTTPException(422, detail=[{"loc": loc, "msg": message, "type": "limit"}])
 
 
 @router.get("/v1/calls", tags=["calls"], response_model=list[CallSummary])

@@ -202,7 +202,7 @@ def test_logs_redacted_at_every_level_and_no_transcript_at_info(client: TestClie
             src.send_text('{"seq": 2, "speaker": "customer", "text": "x \\ud800"}')
             _send(src, _chunk(3, "fine"))
         # A debug record such as a server's frame log, and an error with personal data in it.
-        logging.getLogger("uvicorn.error").debug("< TEXT %r [%d bytes]", '{"text": "jo@example.com"}', 27)
+        logging.getLogger("websockets.server").debug("< TEXT %r [%d bytes]", '{"text": "jo@example.com"}', 27)
         logging.getLogger("assistant.test").error("failed for 07700 900123", extra={"call_id": "SW1A 2AA"})
     finally:
         root.removeHandler(handler)
