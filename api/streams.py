@@ -361,6 +361,8 @@ async def alerts(ws: WebSocket) -> None:
             continue
         sent.add((data["id"], bool(data.get("update"))))
         await ws.send_text(json.dumps(data))
+    if svc.pipeline.degradation.features:  # the service is behind now: say so before anything new
+        await ws.send_text(encode(svc.pipeline.service_degraded()))
 
     async def pump() -> None:
         while True:

@@ -10,7 +10,9 @@ Modes (``ASSISTANT_INFERENCE_MODE``):
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
-- ``auto`` (default): bf16 on a CPU with native bf16 units, else fp32; fp32 on a GPU.
+- ``auto`` (default): bf16 on a CPU with native bf16 units, else fp32; fp32 on a GPU. A process whose
+  kernels are capped below bf16 units (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``) counts as a
+  CPU without them.
   Never int8: it cost the written test split up to 0.11 F1 (frustration 0.547 -> 0.436) while bf16 stayed
   within 0.006 of fp32 on every split, for one input it is only ~1.4 ms faster (classifier 6.8 vs 8.2 ms, one
   thread), and its scores depend on the batch (above), which a micro-batching service must not allow.
@@ -24,7 +26,9 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import List, Literal, Optional, TypeVar, Union, cast  # noqa: UP035 (TorchScript reads these)
 
@@ -38,9 +42,46 @@ MODES: tuple[str, ...] = ("auto", "fp32", "int8", "bf16")
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+# oneDNN's ISA names from the oldest to the newest; bf16 matrix instructions start at AVX512_CORE_BF16.
+_ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX10_1_512",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+    "ALL",
+)
+
+
+def isa_allows_bf16(env: Mapping[str, str]) -> bool:
+    """False when the process caps its kernels below bf16 units (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``).
+
+    Why: with ``ONEDNN_MAX_CPU_ISA=AVX2`` oneDNN runs bf16 as slow emulation even on a CPU that has the
+    units (one query 7.7 -> 47 ms, measured), so ``auto`` must pick what it picks on an AVX2-only CPU. The
+    same variables are how a bigger CPU emulates a smaller one for capacity measurements (README).
+    """
+    onednn = env.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if onednn in _ONEDNN_ISAS and _ONEDNN_ISAS.index(onednn) < _ONEDNN_ISAS.index("AVX512_CORE_BF16"):
+        return False
+    aten = env.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    return aten not in ("default", "avx2", "zvector", "vsx")
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU advertises bf16 matrix instructions (Linux ``/proc/cpuinfo`` flags)."""
+    """True when the CPU advertises bf16 matrix instructions (Linux ``/proc/cpuinfo`` flags) and the process
+    may use them (``isa_allows_bf16``)."""
+    if not isa_allows_bf16(os.environ):
+        return False
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

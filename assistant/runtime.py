@@ -46,3 +46,28 @@ def limit_onednn_cache(capacity: int) -> None:
     """
     if capacity > 0:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+def raise_open_files_limit(wanted: int | None = None) -> tuple[int, int]:
+    """Raise this process's soft limit on open files towards its hard limit; returns ``(soft, hard)`` after.
+
+    Every live call holds at least two sockets (source and sidebar) on the server and on a load generator,
+    and many distributions start processes with a soft limit of 1,024: a 1,000-call load then fails with
+    "Too many open files" although the hard limit allows far more. ``wanted`` (None: the hard limit) caps
+    the raise; the limit is never lowered. Not POSIX: nothing to do.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None else wanted
+    if hard != resource.RLIM_INFINITY:
+        target = min(target, hard)
+    if soft != resource.RLIM_INFINITY and target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open files limit", extra={"wanted": target, "error": str(e)})
+    return (soft, hard)

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         default=0.35, ge=0.0, le=1.0, description="below this, no procedure is suggested"
     )
     kb_switch_margin: float = Field(default=0.08, ge=0.0, description="hysteresis margin to switch procedure")
+    # How an agent turn marks a step done: "lexical" (its words against the step scripts, no encoder pass)
+    # or "embedding" (its query vector against the step passages; one encoder pass per agent turn).
+    kb_step_tracking: Literal["lexical", "embedding"] = "lexical"
+    kb_script_threshold: float = Field(
+        default=0.6, gt=0.0, le=1.0, description="lexical step tracking: share of a script's words said"
+    )
 
     # Streaming service: calls, severity, alerts
     use_fake_models: bool = (
@@ -127,6 +133,29 @@ class Settings(BaseSettings):
 
     # Serving speed
     embed_batching: bool = True  # batch the advisor's per-chunk query encoding across calls (MicroBatcher)
+
+    # Overload (issue 14, docs/protocol.md "Overload"): red flags are never skipped; suggestions and step
+    # tracking are, by priority, and counted in assistant_shed_total.
+    suggestion_max_age_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        description="a customer turn's suggestion not started this long after arrival is skipped",
+    )
+    redflag_workers: int = Field(
+        default=2, ge=1, description="red-flag model threads; 2 lets red flags use both cores under overload"
+    )
+    advice_queue_max: int = Field(
+        default=8, ge=1, description="turns of one call waiting for advice, at most"
+    )
+    query_queue_max: int = Field(
+        default=512, ge=1, description="query-encoder items queued across calls, at most (more are skipped)"
+    )
+    flags_late_ms: float = Field(
+        default=1000.0, gt=0, description="a red-flag result later than this counts red flags as behind"
+    )
+    degraded_recover_s: float = Field(
+        default=5.0, gt=0, description="a feature counts as recovered after this long without falling behind"
+    )
 
     @field_validator("auth_secret")
     @classmethod

@@ -161,6 +161,10 @@ class NextStepAdvisor(Protocol):
         """A batch encoder for the chunk queries (batched across calls by the service), or None."""
         ...
 
+    def needs_vector(self, speaker: Speaker) -> bool:
+        """Whether ``advise`` uses a query vector for a chunk of ``speaker`` (the service encodes only then)."""
+        ...
+
     def procedure(self, procedure_id: str) -> ProcedureOutline | None:
         """The SOP with this id, or None (unknown id, or an advisor without a knowledge base)."""
         ...

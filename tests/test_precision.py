@@ -26,6 +26,24 @@ def test_auto_picks_by_hardware(
     assert precision.resolve("auto", device) == expected
 
 
+@pytest.mark.parametrize(
+    ("env", "allowed"),
+    [
+        ({}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "avx512_core_vnni"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+        ({"ATEN_CPU_CAPABILITY": "avx512"}, True),
+    ],
+)
+def test_a_process_capped_below_bf16_units_counts_as_a_cpu_without_them(
+    env: dict[str, str], allowed: bool
+) -> None:
+    assert precision.isa_allows_bf16(env) is allowed
+
+
 def test_explicit_modes_and_their_errors() -> None:
     assert [precision.resolve(m, CPU) for m in ("fp32", "int8", "bf16")] == ["fp32", "int8", "bf16"]
     assert precision.resolve("bf16", GPU) == "bf16"

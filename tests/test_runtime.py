@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from assistant.runtime import limit_malloc_arenas, limit_onednn_cache
+from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
 
 
 def test_malloc_arenas_are_capped_on_linux_and_zero_means_untouched() -> None:
@@ -23,3 +23,18 @@ def test_onednn_cache_capacity_is_set_unless_the_user_set_it(monkeypatch: pytest
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
     limit_onednn_cache(8)  # an explicit environment variable wins
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
+def test_open_files_limit_is_raised_towards_the_hard_limit_never_lowered() -> None:
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, before[1]), before[1]))
+        soft, hard = raise_open_files_limit(300)
+        assert hard == before[1] and soft == min(300, hard)
+        assert raise_open_files_limit(100)[0] == soft  # never lowered
+        assert raise_open_files_limit()[0] == hard or hard == resource.RLIM_INFINITY
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)

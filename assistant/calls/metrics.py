@@ -75,6 +75,20 @@ class ServiceMetrics:
             registry=r,
         )
         self.store_backlog = Gauge("assistant_store_backlog", "store writes queued", registry=r)
+        # Overload (docs/protocol.md "Overload"): kind "suggestions" or "steps"; red flags are never shed.
+        self.shed = Counter("assistant_shed", "work skipped under overload, by kind", ["kind"], registry=r)
+        self.degraded = Gauge(
+            "assistant_degraded",
+            "1 while a feature is behind (red_flags, suggestions, steps)",
+            ["feature"],
+            registry=r,
+        )
+        self.batch_cpu = Counter(
+            "assistant_batch_cpu_seconds",
+            "CPU time of the model threads' passes (thread time; with chunks_total: CPU per chunk)",
+            ["model"],
+            registry=r,
+        )
 
     def watch_store(self, health: Callable[[], StoreHealth]) -> None:
         """Export the store writer's health: ``assistant_store_healthy`` (0 during an outage: alert on it),

@@ -1,18 +1,26 @@
 """The analysis pipeline: what happens to each final chunk of a call once it is in sequence.
 
-One worker task per call takes its chunks in ``seq`` order from ``LiveCall.queue``: score the customer's
-utterance in the cross-call micro-batch (the query vector for the advisor is encoded, batched, meanwhile) ->
-update the call severity -> ``flag`` / ``severity`` events -> alert episode -> next-step advice in a worker
-thread -> ``suggestion`` event -> ``processed``. The one-shot ``POST /v1/analyze`` goes through the same
-batcher and advisor threads (``analyze_once``).
+Two stages per call, each in ``seq`` order, so that a call's red flags never wait for its suggestions:
+
+* **red flags** (the call's worker task, ``run``): a customer chunk is scored in the cross-call micro-batch ->
+  call severity -> ``flag`` (or ``scored``) / ``severity`` events -> alert episode; then, for every turn, the
+  call's guidance (stages, required steps, the abuse protocol: rules, ``guidance`` events). Never skipped.
+* **advice** (the call's advice task, fed through an ``AdviceLane``): the chunk's query vector (encoded,
+  batched, while the classifier scores it) -> next-step advice in a worker thread -> ``suggestion`` event;
+  step tracking for agent chunks. Under overload this is skipped by priority (``assistant.calls.scheduler``).
+
+Every chunk ends with ``processed`` (naming the work skipped, if any). The one-shot ``POST /v1/analyze`` goes
+through the same batcher and advisor threads (``analyze_once``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -22,14 +30,27 @@ from assistant.calls.live import CallEvents, LiveCall
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.recorder import CallRecorder, advisor_state_dict
 from assistant.calls.redaction import CallRedactor
+from assistant.calls.scheduler import (
+    FEATURES,
+    AdviceLane,
+    Change,
+    Degradation,
+    Feature,
+    Turn,
+    carry_flags,
+    feature_of,
+)
 from assistant.calls.session import ChunkData
-from assistant.events.bus import call_topic
+from assistant.events.bus import ALERTS_TOPIC, call_topic
 from assistant.events.messages import (
+    DegradedEvent,
     ErrorEvent,
     ErrorReason,
     FlagEvent,
     GuidanceEvent,
     ProcessedEvent,
+    ScoredEvent,
+    ServiceDegradedEvent,
     SeverityEvent,
     SeverityOut,
     SpanOut,
@@ -37,7 +58,7 @@ from assistant.events.messages import (
     encode,
 )
 from assistant.guidance.live import CallGuidance
-from assistant.inference import BatcherStopped, BatchStats, MicroBatcher
+from assistant.inference import BatcherStopped, BatchStats, MicroBatcher, Shed
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Suggestion, Utterance
@@ -45,6 +66,17 @@ from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Sug
 log = logging.getLogger(__name__)
 
 SEVERITY_EVENT_STEP = 0.05  # a severity event when the level changes or the score moves at least this much
+
+
+@dataclass(slots=True)
+class _Advice:
+    """A chunk on its way to advice: its red-flag result and its query vector (being encoded, or None)."""
+
+    chunk: ChunkData
+    context: tuple[str, ...]
+    flags: RedFlagResult | None
+    vector: asyncio.Future[Any] | None
+    failed: bool = False  # its red-flag pass failed (an error event went out): no advice
 
 
 class AnalysisPipeline:
@@ -73,9 +105,11 @@ class AnalysisPipeline:
             max_batch=settings.batch_max_size,
             max_wait_ms=settings.batch_max_wait_ms,
             on_batch=partial(self._on_batch, "redflags"),
+            workers=settings.redflag_workers,
         )
-        # The advisor's query encoding is a second encoder pass per chunk: batched across calls in its own
-        # worker thread when the advisor has an encoder to batch (the real one has; the rule fake has none).
+        # The advisor's query encoding is a second encoder pass per customer chunk: batched across calls in its
+        # own worker thread when the advisor has an encoder to batch (the real one has; the rule fake has none).
+        # It yields to the red flags' batcher and its queue is bounded (docs/protocol.md, "Overload").
         self.embed_batcher: MicroBatcher[str, Any] | None = None
         encoder = advisor.query_encoder() if advisor is not None and settings.embed_batching else None
         if encoder is not None:
@@ -85,8 +119,15 @@ class AnalysisPipeline:
                 max_wait_ms=settings.batch_max_wait_ms,
                 name="query-encoder",
                 on_batch=partial(self._on_batch, "queries"),
+                max_queued=settings.query_queue_max,
+                yield_to=self.batcher,
             )
         self._advisor_pool: ThreadPoolExecutor | None = None
+        self.degradation = Degradation(recover_s=settings.degraded_recover_s)
+        self._call_behind: dict[str, set[Feature]] = {}  # call id -> features behind for that call
+        self._carried: dict[str, RedFlagResult] = {}  # call id -> red flags of its skipped customer turns
+        self._shed_total: dict[str, int] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -95,8 +136,14 @@ class AnalysisPipeline:
         self._advisor_pool = ThreadPoolExecutor(
             max_workers=self.settings.advisor_threads, thread_name_prefix="advisor"
         )
+        self._watcher = asyncio.create_task(self._watch_recovery(), name="degraded-watch")
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         await self.batcher.stop()
         if self.embed_batcher is not None:
             await self.embed_batcher.stop()
@@ -108,73 +155,226 @@ class AnalysisPipeline:
         m.batch_size.labels(model).observe(stats.size)
         m.batch_seconds.labels(model).observe(stats.seconds)
         m.batch_wait.labels(model).observe(stats.waited_s)
+        m.batch_cpu.labels(model).inc(stats.cpu_s)
 
     # ---- a live call ------------------------------------------------------------------------------------
     async def run(self, live: LiveCall) -> None:
-        """The call's worker: analyse its chunks in order until the queue yields None (the call ended)."""
+        """The call's worker: red flags for its chunks in order until the queue yields None (the call ended);
+        advice follows in the call's advice task, which this waits for before returning."""
+        lane: AdviceLane[_Advice] = AdviceLane(max_pending=self.settings.advice_queue_max)
+        advice = asyncio.create_task(self._advise_all(live, lane), name=f"advice-{live.call_id}")
+        try:
+            while True:
+                chunk = await live.queue.get()
+                if chunk is None:
+                    break
+                item = await self._red_flags(live, chunk)
+                lane.put(Turn(chunk.seq, chunk.speaker, chunk.received, item))
+            lane.close()
+            await advice
+        finally:
+            if not advice.done():
+                advice.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await advice
+            self._call_behind.pop(live.call_id, None)
+            self._carried.pop(live.call_id, None)
+
+    async def _red_flags(self, live: LiveCall, chunk: ChunkData) -> _Advice:
+        """Stage one: the customer chunk's red flags (never skipped), with its query vector started alongside."""
+        s = live.session
+        context = s.context_before(chunk.seq)
+        item = _Advice(chunk, context, None, None)
+        advisor, encoder = self.advisor, self.embed_batcher
+        if (
+            advisor is not None
+            and encoder is not None
+            and chunk.text.strip()
+            and advisor.needs_vector(chunk.speaker)
+        ):
+            # Encoded while the classifier scores the chunk; skipped by the batcher if it cannot start in time.
+            deadline = chunk.received + self.settings.suggestion_max_age_ms / 1000.0
+            item.vector = asyncio.ensure_future(encoder.predict(chunk.text, deadline=deadline))
+            item.vector.add_done_callback(_consume_exception)
+        if chunk.speaker != "customer":
+            await self._guide_turn(live, chunk, [])
+            return item
+        try:
+            item.flags = await self.batcher.predict(Utterance(chunk.text, context))
+            await self._score(live, chunk, item.flags)
+            await self._guide_turn(live, chunk, item.flags.flagged)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            item.failed = True
+            if item.vector is not None:
+                item.vector.cancel()  # no advice for a chunk whose analysis failed
+            await self._failed(live, chunk, e)
+            return item
+        late = time.perf_counter() - chunk.received > self.settings.flags_late_ms / 1000.0
+        await self._call_feature(live, "red_flags", behind=late)
+        return item
+
+    async def _advise_all(self, live: LiveCall, lane: AdviceLane[_Advice]) -> None:
+        """Stage two: advice for the call's turns in order, skipping by priority (``AdviceLane``)."""
         while True:
-            chunk = await live.queue.get()
-            if chunk is None:
-                return
+            taken = await lane.wait()
+            for turn in taken.shed:
+                await self._shed(live, turn.payload, turn.feature)
+            if taken.turn is None:
+                if not taken.shed:
+                    return  # closed and drained
+                continue
+            item = taken.turn.payload
+            if item is None:
+                continue
+            skipped: Feature | None = None
+            advised = False
             try:
-                await self.process(live, chunk)
+                if not item.failed:
+                    skipped = await self._advise(live, item)
+                    advised = skipped is None
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.exception("analysis failed", extra={"call_id": live.call_id, "seq": chunk.seq})
-                self.metrics.errors.labels(ErrorReason.ANALYSIS_FAILED).inc()
-                err = ErrorEvent(
-                    reason=ErrorReason.ANALYSIS_FAILED,
-                    message=f"analysis failed: {type(e).__name__}",
-                    seq=chunk.seq,
-                )
-                await self.events.bus.publish(call_topic(live.call_id), encode(err))
-            finally:
-                await self.events.emit(
-                    live,
-                    ProcessedEvent(
-                        call_id=live.call_id,
-                        seq=chunk.seq,
-                        latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
-                    ),
-                )
-                self.metrics.latency.observe(time.perf_counter() - chunk.received)
-                self.recorder.call_state(live.session)
+                await self._failed(live, item.chunk, e)
+            if skipped is not None:
+                await self._shed(live, item, skipped)
+                continue
+            await self._processed(live, item.chunk)
+            if advised:
+                await self._call_feature(live, feature_of(item.chunk.speaker), behind=False)
 
-    async def process(self, live: LiveCall, chunk: ChunkData) -> None:
-        """Red flags (customer turns), then next-step advice (every turn) for one chunk."""
-        s = live.session
-        context = s.context_before(chunk.seq)
-        result: RedFlagResult | None = None
-        # The query vector is encoded (batched) while the classifier scores the chunk (batched).
-        vector: asyncio.Future[Any] | None = None
-        if self.embed_batcher is not None and self.advisor is not None and chunk.text.strip():
-            vector = asyncio.ensure_future(self.embed_batcher.predict(chunk.text))
-        try:
-            if chunk.speaker == "customer":
-                result = await self.batcher.predict(Utterance(chunk.text, context))
-                await self._score(live, chunk, result)
-            extra: dict[str, Any] = {"vector": await vector} if vector is not None else {}
-        finally:
-            if vector is not None and not vector.done():
-                vector.cancel()
-        if self.advisor is not None and self._advisor_pool is not None:
-            advise = partial(
-                self.advisor.advise,
-                s.advisor_state,
-                speaker=chunk.speaker,
-                text=chunk.text,
-                context=context,
-                flags=result,
-                **extra,
-            )
-            suggestions: list[Suggestion] = await asyncio.get_running_loop().run_in_executor(
-                self._advisor_pool, advise
-            )
-            await self._suggest(live, chunk, suggestions)
-        if s.guidance is not None:
-            await self._guide(live, s.guidance, chunk, result.flagged if result is not None else [])
+    async def _advise(self, live: LiveCall, item: _Advice) -> Feature | None:
+        """Next-step advice for one turn; the feature skipped (its vector came too late), or None when done."""
+        if self.advisor is None or self._advisor_pool is None:
+            return None
+        chunk = item.chunk
+        extra: dict[str, Any] = {}
+        if item.vector is not None:
+            # Not past the deadline: the encoder thread may be paused for red flags and would say Shed late.
+            left = chunk.received + self.settings.suggestion_max_age_ms / 1000.0 - time.perf_counter()
+            try:
+                extra["vector"] = await asyncio.wait_for(asyncio.shield(item.vector), timeout=max(left, 0.0))
+            except (Shed, TimeoutError):
+                return feature_of(chunk.speaker)
+        elif (
+            chunk.speaker == "customer"
+            and time.perf_counter() - chunk.received > self.settings.suggestion_max_age_ms / 1000.0
+        ):
+            return "suggestions"  # no batched encoder (fakes, ASSISTANT_EMBED_BATCHING=false): the age alone
+        flags = item.flags
+        if chunk.speaker == "customer":
+            flags = carry_flags(self._carried.pop(live.call_id, None), flags)
+        advise = partial(
+            self.advisor.advise,
+            live.session.advisor_state,
+            speaker=chunk.speaker,
+            text=chunk.text,
+            context=item.context,
+            flags=flags,
+            **extra,
+        )
+        suggestions: list[Suggestion] = await asyncio.get_running_loop().run_in_executor(
+            self._advisor_pool, advise
+        )
+        await self._suggest(live, chunk, suggestions)
+        return None
 
+    async def _processed(self, live: LiveCall, chunk: ChunkData, shed: list[str] | None = None) -> None:
+        await self.events.emit(
+            live,
+            ProcessedEvent(
+                call_id=live.call_id,
+                seq=chunk.seq,
+                latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
+                shed=shed,
+            ),
+        )
+        self.metrics.latency.observe(time.perf_counter() - chunk.received)
+        self.recorder.call_state(live.session)
+
+    async def _shed(self, live: LiveCall, item: _Advice | None, feature: Feature) -> None:
+        """Account a turn whose advice was skipped: counted, its ``processed`` names it, ``degraded`` if new."""
+        if item is None:
+            return
+        if item.vector is not None and not item.vector.done():
+            item.vector.cancel()  # the batcher drops a cancelled item before its pass
+        self.metrics.count(self.metrics.shed, feature)
+        if item.chunk.speaker == "customer" and item.flags is not None and item.flags.flagged:
+            self._carried[live.call_id] = (
+                carry_flags(self._carried.get(live.call_id), item.flags) or item.flags
+            )
+        self._shed_total[feature] = self._shed_total.get(feature, 0) + 1
+        await self._processed(live, item.chunk, shed=[feature])
+        await self._call_feature(live, feature, behind=True)
+
+    async def _failed(self, live: LiveCall, chunk: ChunkData, e: Exception) -> None:
+        log.error(
+            "analysis failed",
+            exc_info=(type(e), e, e.__traceback__),
+            extra={"call_id": live.call_id, "seq": chunk.seq},
+        )
+        self.metrics.errors.labels(ErrorReason.ANALYSIS_FAILED).inc()
+        err = ErrorEvent(
+            reason=ErrorReason.ANALYSIS_FAILED, message=f"analysis failed: {type(e).__name__}", seq=chunk.seq
+        )
+        await self.events.bus.publish(call_topic(live.call_id), encode(err))
+
+    # ---- degraded ---------------------------------------------------------------------------------------
+    async def _call_feature(self, live: LiveCall, feature: Feature, *, behind: bool) -> None:
+        """Tell the call's sidebar when one of its features falls behind or is whole again; the service's
+        state follows (supervisors)."""
+        call = self._call_behind.setdefault(live.call_id, set())
+        if behind:
+            change = self.degradation.behind(feature, now=time.monotonic())
+            if change is not None:
+                await self._announce(change)
+            if feature in call:
+                return
+            call.add(feature)
+            recovered: list[str] = []
+        else:
+            if feature not in call:
+                return
+            call.discard(feature)
+            recovered = [feature]
+        features: list[str] = [f for f in FEATURES if f in call]
+        await self.events.emit(
+            live, DegradedEvent(call_id=live.call_id, features=features, recovered=recovered)
+        )
+
+    async def _announce(self, change: Change) -> None:
+        for f in FEATURES:
+            self.metrics.degraded.labels(f).set(1 if f in change.behind else 0)
+        event = self.service_degraded(change)
+        self.metrics.count(self.metrics.events, event.type)
+        await self.events.bus.publish(ALERTS_TOPIC, encode(event))
+        log.warning(
+            "service degraded" if change.behind else "service recovered",
+            extra={
+                "behind": list(change.behind),
+                "recovered": list(change.recovered),
+                "shed": self._shed_total,
+            },
+        )
+
+    def service_degraded(self, change: Change | None = None) -> ServiceDegradedEvent:
+        """The service-wide ``degraded`` event (now, or for ``change``), for supervisors."""
+        behind = change.behind if change is not None else self.degradation.features
+        recovered = change.recovered if change is not None else ()
+        return ServiceDegradedEvent(
+            features=list(behind), recovered=list(recovered), shed=dict(self._shed_total)
+        )
+
+    async def _watch_recovery(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            change = self.degradation.check(now=time.monotonic())
+            if change is not None:
+                await self._announce(change)
+
+    # ---- events of one chunk ----------------------------------------------------------------------------
     async def _score(self, live: LiveCall, chunk: ChunkData, result: RedFlagResult) -> None:
         s = live.session
         call_id = s.call_id
@@ -218,6 +418,9 @@ class AnalysisPipeline:
                 severity=reading.score,
                 level=reading.level,
             )
+        else:
+            severity = SeverityOut(score=reading.score, level=reading.level)
+            await self.events.emit(live, ScoredEvent(call_id=call_id, seq=chunk.seq, severity=severity))
         if reading.level != before.level or abs(reading.score - before.score) >= SEVERITY_EVENT_STEP:
             await self.events.emit(
                 live,
@@ -248,6 +451,12 @@ class AnalysisPipeline:
         await self.events.emit(live, event)
         self.metrics.first_event_latency.observe(time.perf_counter() - chunk.received)
         self.recorder.suggestions(s.call_id, chunk.seq, event.eid, suggestions)
+
+    async def _guide_turn(self, live: LiveCall, chunk: ChunkData, flagged: list[str]) -> None:
+        """Guidance (stages, required steps, the abuse protocol) in stage one: rules only, in order, and the
+        protocol may alert a supervisor, so it is never skipped."""
+        if live.session.guidance is not None:
+            await self._guide(live, live.session.guidance, chunk, flagged)
 
     async def _guide(
         self, live: LiveCall, guidance: CallGuidance, chunk: ChunkData, flagged: list[str]
@@ -302,3 +511,9 @@ class _ThroughBatcher:
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
         futures = [asyncio.run_coroutine_threadsafe(self._batcher.predict(u), self._loop) for u in utterances]
         return [f.result() for f in futures]
+
+
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    """Mark a vector future's exception (Shed, a shutdown) as seen when nobody awaits it (a coalesced turn)."""
+    if not fut.cancelled():
+        fut.exception()

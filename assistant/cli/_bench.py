@@ -4,7 +4,10 @@ Unless ``--url`` is given, the service is started in its own process (the shippe
 once with the optimized settings and once with the naive ones (batch size 1, no batching wait, fp32, no
 batched query encoding). Each configuration runs: one call alone, a saturation phase (closed loop) and the
 rate phase (N calls, one chunk each every ``--rate-s`` seconds). The speedup is the ratio of the saturation
-throughputs. The figures depend on the machine and on what else runs on it: the JSON records both.
+throughputs. Beside latency to the last event (``p50_ms``...), each phase reports customer chunks' red-flag
+latency (``flags_p50_ms``, ``flags_p95_ms``: to the ``flag`` or ``scored`` event), ``flags_lost``, the work the
+service skipped under overload (``shed``, by kind) and the server's CPU per chunk. The figures depend on the
+machine and on what else runs on it: the JSON records both.
 """
 
 from __future__ import annotations

@@ -181,6 +181,34 @@ class FlagEvent(CallEvent):
     severity: SeverityOut
 
 
+class ScoredEvent(CallEvent):
+    """A customer chunk's red-flag pass flagged nothing (a flagged one gets a ``flag`` event instead): every
+    customer chunk gets one of the two, so a client knows its red-flag result came."""
+
+    type: Literal["scored"] = "scored"
+    seq: int
+    labels: list[str] = Field(default_factory=list)  # always empty: nothing flagged
+    severity: SeverityOut
+
+
+class DegradedEvent(CallEvent):
+    """This call's features behind under overload (``features``), and those that just ``recovered``
+    (docs/protocol.md, "Overload")."""
+
+    type: Literal["degraded"] = "degraded"
+    features: list[str]
+    recovered: list[str] = Field(default_factory=list)
+
+
+class ServiceDegradedEvent(Event):
+    """The same for the whole service, to supervisors (``WS /v1/alerts``), with the work skipped so far."""
+
+    type: Literal["degraded"] = "degraded"
+    features: list[str]
+    recovered: list[str] = Field(default_factory=list)
+    shed: dict[str, int] = Field(default_factory=dict)  # work skipped since the service started, by kind
+
+
 class SeverityEvent(CallEvent):
     type: Literal["severity"] = "severity"
     seq: int
@@ -226,6 +254,7 @@ class ProcessedEvent(CallEvent):
     type: Literal["processed"] = "processed"
     seq: int
     latency_ms: float
+    shed: list[str] | None = None  # work skipped for this chunk under overload (["suggestions"]); else absent
 
 
 class AlertEvent(CallEvent):

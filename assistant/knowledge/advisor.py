@@ -6,7 +6,8 @@ It follows the call, not only the last utterance:
   ``frustration`` adds a de-escalation script *beside* the topical procedure;
 * the procedure under way is kept (hysteresis) unless another one wins by ``switch_margin`` or a red flag
   forces the switch, so the sidebar does not flicker between procedures;
-* agent utterances that match a step's script mark that step done, so the next suggestion is the step after;
+* agent utterances that say a step's script mark that step done, so the next suggestion is the step after
+  (``assistant.knowledge.steps``: lexical by default, so an agent turn costs no encoder pass);
 * the stage of the call (greeting at the start, closing at the end) comes from the procedure under way.
 
 Routing is by the ``answers`` of each SOP's front matter, so a company's own SOP that answers
@@ -28,6 +29,7 @@ from assistant.knowledge.document import Procedure
 from assistant.knowledge.embedder import Embedder, SentenceEmbedder
 from assistant.knowledge.index import KnowledgeIndex, knowledge_folders, load_index
 from assistant.knowledge.retriever import FusedRetriever, Hit, Query
+from assistant.knowledge.steps import DEFAULT_THRESHOLD, ScriptMatcher
 from assistant.settings import Settings
 from assistant.types import AdvisorState, RedFlagResult, Speaker, Suggestion
 
@@ -93,8 +95,12 @@ class AdvisorConfig:
 
     min_score: float = 0.35
     switch_margin: float = 0.08
-    done_threshold: float = 0.55  # cosine of an agent utterance to a step passage to count it done
+    done_threshold: float = 0.55  # step_tracking "embedding": cosine of an agent utterance to a step passage
     score_decay: float = 0.9  # per turn, the remembered strength of the procedure under way
+    # "lexical": the agent's words against the steps' scripts (ScriptMatcher), no encoder pass for agent turns;
+    # "embedding": the agent turn's query vector against the step passages (the earlier way).
+    step_tracking: str = "lexical"
+    script_threshold: float = DEFAULT_THRESHOLD  # lexical: share of a script's (IDF-weighted) words said
 
 
 class KnowledgeAdvisor:
@@ -120,9 +126,19 @@ class KnowledgeAdvisor:
         self.settings = settings
         self.embedder = embedder
         self.config = config or AdvisorConfig(
-            min_score=settings.kb_min_score, switch_margin=settings.kb_switch_margin
+            min_score=settings.kb_min_score,
+            switch_margin=settings.kb_switch_margin,
+            step_tracking=settings.kb_step_tracking,
+            script_threshold=settings.kb_script_threshold,
         )
+        if self.config.step_tracking not in ("lexical", "embedding"):
+            raise ValueError(f"step_tracking must be lexical or embedding, got {self.config.step_tracking!r}")
         self._index = index
+        self._scripts: ScriptMatcher | None = (
+            ScriptMatcher(index.procedures, threshold=self.config.script_threshold)
+            if index is not None
+            else None
+        )
         self._retriever: FusedRetriever | None = (
             FusedRetriever(index, embedder) if index is not None else None
         )
@@ -154,8 +170,10 @@ class KnowledgeAdvisor:
 
     def reload(self) -> None:
         index = load_index(self.settings, self.embedder)
+        scripts = ScriptMatcher(index.procedures, threshold=self.config.script_threshold)
         with self._lock:
             self._index = index
+            self._scripts = scripts
             self._retriever = FusedRetriever(index, self.embedder)
             self._signature = self._kb_signature()
         logger.info("knowledge advisor loaded %d procedures", len(index.procedures))
@@ -187,6 +205,10 @@ class KnowledgeAdvisor:
         return self._index
 
     # -- NextStepAdvisor -----------------------------------------------------------------------------
+    def needs_vector(self, speaker: Speaker) -> bool:
+        """Whether ``advise`` uses a query vector for a chunk of ``speaker`` (the service encodes only then)."""
+        return speaker == "customer" or self.config.step_tracking == "embedding"
+
     def start_call(self) -> ProcedureProgress:
         """A fresh state for a new call; picks up SOPs imported since (at most) ``kb_refresh_s`` ago."""
         if self._signature is not None:
@@ -220,6 +242,9 @@ class KnowledgeAdvisor:
             state.flags_seen[label] = state.flags_seen.get(label, 0) + 1
 
         query = Query(text)
+        if speaker == "agent" and not self.needs_vector(speaker):
+            self._track_agent_words(state, text)
+            return self._suggestions(state, {}, reason_prefix="", flagged=flagged)
         if vector is None:
             vector = retriever.encode(query)
         hits = retriever.retrieve(query, top_k=len(index.procedure_ids), vector=vector)
@@ -349,8 +374,21 @@ class KnowledgeAdvisor:
                 return pid
         return None
 
+    def _track_agent_words(self, state: ProcedureProgress, text: str) -> None:
+        """Mark the step of the current (or companion) procedure whose script the agent just said."""
+        scripts = self._scripts
+        if scripts is None:
+            return
+        for pid in (state.procedure_id, state.companion_id):
+            if pid is None or pid not in self.index.procedures:
+                continue
+            found = scripts.match(pid, text)
+            if found is not None:
+                state.mark_done(pid, found[0])
+
     def _track_agent(self, state: ProcedureProgress, vector: np.ndarray) -> None:
-        """Mark the step of the current (or companion) procedure that the agent's words carry out."""
+        """Mark the step of the current (or companion) procedure that the agent's words carry out
+        (step_tracking "embedding")."""
         index = self.index
         for pid in (state.procedure_id, state.companion_id):
             if pid is None or pid not in index.procedures:
@@ -390,10 +428,15 @@ class KnowledgeAdvisor:
             step=f"{step.title}. {step.action}".strip(),
             script=step.script,
             source=proc.step_source(k),
-            score=round(float(hit.score) if hit is not None else 0.0, 4),
+            score=round(float(hit.score) if hit is not None else self._remembered(state, pid), 4),
             reason=why.strip("; "),
             stage=proc.stage,
         )
+
+    @staticmethod
+    def _remembered(state: ProcedureProgress, pid: str) -> float:
+        """A suggestion's score on a turn that ran no retrieval (an agent turn): the procedure's held score."""
+        return float(state.procedure_score) if pid == state.procedure_id else 0.0
 
     def _suggestions(
         self, state: ProcedureProgress, by_id: dict[str, Hit], *, reason_prefix: str, flagged: list[str]

@@ -128,7 +128,9 @@ class RedFlagClassifier:
             raise ModelLoadError(str(e)) from e
         # Other precisions keep only their converted copy; ``save`` (training) needs fp32.
         self.net = precision.convert(net.to(self.device).eval(), self.precision)
-        self._lock = threading.Lock()
+        # Tokenizing is guarded (a shared fast tokenizer may raise "Already borrowed" across threads); passes
+        # are not: the service's red-flag batcher may run several worker threads side by side.
+        self._tokenizer_lock = threading.Lock()
         self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
         self._traced: torch.jit.ScriptModule | None = None
         self._run: torch.nn.Module = _Logits(self.net)  # the eager net as (logits, contributions)
@@ -236,7 +238,8 @@ class RedFlagClassifier:
         return self._forward(utterances)[0]
 
     def _forward(self, utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, EncodedBatch]:
-        batch = self.encode(utterances)
+        with self._tokenizer_lock:
+            batch = self.encode(utterances)
         lengths = batch.attention_mask.sum(dim=1)
         n, width = batch.input_ids.shape
         probs = torch.empty(n, len(LABELS))
@@ -245,7 +248,7 @@ class RedFlagClassifier:
         # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
         groups = length_groups(lengths.tolist(), max_size=precision.rows_per_pass(self.precision, _SUB_BATCH))
         run = self._run
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             for group in groups:
                 idx = torch.tensor(group)
                 w = int(lengths[idx].max())

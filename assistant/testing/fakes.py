@@ -123,6 +123,9 @@ class RuleAdvisor:
     def query_encoder(self) -> None:
         return None  # no encoder: nothing to batch
 
+    def needs_vector(self, speaker: Speaker) -> bool:
+        return False  # rules, no vectors
+
     def procedure(self, procedure_id: str) -> Procedure | None:
         return self.procedures.get(procedure_id)
 

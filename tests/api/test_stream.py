@@ -68,9 +68,12 @@ def test_stream_abusive_call_one_alert_flags_suggestions_redacted_record(client:
     kinds = [e["type"] for e in agent_events]
     assert "flag" in kinds and "suggestion" in kinds
     first_abuse = next(e for e in agent_events if e["type"] == "flag" and "insult" in e["labels"])
+    # Suggestions follow their own chunk's red flags, which may come after a later chunk's flags; all chunks come at
+    # once here, so the abusive turn's advice may be replaced by a newer customer turn's, which carries its flags
+    # (docs/protocol.md, "Overload"): agent turns in between may still show the earlier procedure.
     after = agent_events[agent_events.index(first_abuse) :]
-    abusive_step = next(e for e in after if e["type"] == "suggestion")
-    assert abusive_step["suggestions"][0]["procedure_id"] == "abusive-caller"
+    turned = [e for e in after if e["type"] == "suggestion" and e["seq"] >= first_abuse["seq"]]
+    assert any(e["suggestions"][0]["procedure_id"] == "abusive-caller" for e in turned), turned
     texts = " ".join(e.get("text", "") for e in agent_events)
     assert "4111 1111" not in texts and "@example.com" not in texts and "[CARD]" in texts
 

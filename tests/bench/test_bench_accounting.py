@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from assistant.eval.bench import CallRecord, account, check_targets, percentile, speedup, summarize
+from assistant.eval.bench import (
+    CallRecord,
+    account,
+    check_targets,
+    parse_shed,
+    percentile,
+    speedup,
+    summarize,
+)
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -72,3 +80,35 @@ def test_targets_and_speedup() -> None:
     assert not checks["p99<=300ms"] and not checks["no lost events"] and checks["p95<=150ms"]
     assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 100.0}) == 3.0
     assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 0}) is None
+
+
+def test_red_flag_latency_counts_customer_chunks_to_their_flag_or_scored_event() -> None:
+    r = CallRecord("a")
+    r.sent.update({1: 0.0, 2: 1.0, 3: 2.0, 4: 3.0})
+    r.customer.update({1, 3, 4})  # seq 2 is an agent turn: no red-flag result expected
+    r.on_event({"type": "flag", "seq": 1, "eid": 1, "labels": ["insult"]}, 0.020)
+    r.on_event({"type": "scored", "seq": 3, "eid": 2, "labels": []}, 2.008)
+    r.on_event({"type": "scored", "seq": 3, "eid": 3, "labels": []}, 2.050)  # only the first counts
+    r.on_event({"type": "degraded", "eid": 4, "features": ["suggestions"]}, 2.1)
+    acc = account([r], t0=0.0)
+    assert acc.flags_sent == 3 and acc.flags_lost == 1  # seq 4 never got its red-flag result
+    assert acc.flags_latencies_ms == [pytest.approx(8.0), pytest.approx(20.0)]
+    s = summarize(acc, elapsed_s=4.0)
+    assert s["flags_lost"] == 1 and s["flags_p50_ms"] == pytest.approx(14.0) and s["degraded_events"] == 1
+    checks = check_targets({**s, "rss_mb_max": 100.0})
+    assert checks["no flags lost"] is False and checks["flags p95<=500ms"] is True
+
+
+def test_shed_counters_are_read_from_the_metrics_page() -> None:
+    page = "\n".join(
+        [
+            "# HELP assistant_shed_total work skipped under overload, by kind",
+            "# TYPE assistant_shed_total counter",
+            'assistant_shed_total{kind="suggestions"} 412.0',
+            'assistant_shed_total{kind="steps"} 3.0',
+            'assistant_shed_created{kind="steps"} 1.76e+09',
+            'assistant_chunks_total{kind="final"} 9000.0',
+        ]
+    )
+    assert parse_shed(page) == {"suggestions": 412.0, "steps": 3.0}
+    assert parse_shed("") == {}

@@ -128,3 +128,25 @@ def test_cli_analyze_prints_flags_with_spans() -> None:
     assert {"insult", "escalation_request"} <= set(flagged)
     assert flagged["insult"]["spans"]
     assert time.perf_counter() - t0 < 180
+
+
+def test_two_threads_scoring_at_once_get_the_scores_one_thread_gets(shipped: RedFlagClassifier) -> None:
+    # The service's red-flag batcher runs two worker threads on the one classifier (no lock around passes).
+    import threading
+
+    batches = [[Utterance(t) for t in texts] for texts in CLEAR.values()] + [[Utterance(t) for t in CALM]]
+    alone = [[r.labels[k].probability for r in shipped.predict(b) for k in LABELS] for b in batches]
+    together: dict[int, list[list[float]]] = {0: [], 1: []}
+
+    def score(worker: int) -> None:
+        for _ in range(3):
+            for b in batches:
+                together[worker].append([r.labels[k].probability for r in shipped.predict(b) for k in LABELS])
+
+    threads = [threading.Thread(target=score, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for w in (0, 1):
+        assert together[w] == alone * 3

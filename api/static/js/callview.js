@@ -143,6 +143,7 @@ export class CallView {
       case "alert": this.notice.textContent = m.update ? "Supervisor alerted again." : "Supervisor alerted."; return;
       case "alert_ack": this.notice.textContent = `Supervisor ${m.acked_by} is on it.`; return;
       case "gap": return this.addNote(`missing lines ${m.first_missing}–${m.last_missing}`);
+      case "degraded": this.notice.textContent = degradedText(m); return;
       case "call_ended":
         this.ended = true;
         this.conn.textContent = "call ended";
@@ -339,4 +340,11 @@ export class CallView {
       this.usefulBtn.disabled = this.wrongBtn.disabled = false;
     }
   }
+}
+
+// What a `degraded` event means to a person (docs/protocol.md, "Overload").
+const FEATURE_TEXT = { red_flags: "red flags are late", suggestions: "next steps are skipped", steps: "step tracking is skipped" };
+export function degradedText(m) {
+  if (m.features && m.features.length) return `Service busy: ${m.features.map((f) => FEATURE_TEXT[f] || f).join(", ")}.`;
+  return "Service back to normal.";
 }

@@ -1,7 +1,7 @@
 // Supervisor dashboard: the alert feed (WS /v1/alerts), every call with its risk (GET /v1/calls), a live
 // read-only view of any call, its QA view (GET /v1/calls/{id}/qa) and its incident report
 // (GET/PATCH /v1/calls/{id}/incident-report), and the period report (GET /v1/reports/supervisor).
-import { CallView } from "./callview.js";
+import { CallView, degradedText } from "./callview.js";
 import { ReconnectingSocket, api, clear, clock, el, keepTokenOnLinks, labelText, wsUrl } from "./common.js";
 import { periodReport, renderIncident, renderQA } from "./guidance.js";
 
@@ -60,6 +60,9 @@ function onAlertMessage(m) {
     const known = alerts.get(m.id);
     if (known) renderAlert({ ...known.data, acked: true, acked_by: m.acked_by, note: m.note }, false);
     refreshCalls();
+  } else if (m.type === "degraded") {
+    // The service is past its capacity (or back): which features are behind, for the whole worker.
+    document.getElementById("calls-status").textContent = degradedText(m);
   } else if (m.type === "error") {
     document.getElementById("calls-status").textContent = `Alert socket: ${m.message}`;
   }

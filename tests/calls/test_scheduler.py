@@ -1,0 +1,257 @@
+"""Overload by priority: the advice lane (coalescing, bounds), degraded/recovered, and the batcher's limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from assistant.calls.scheduler import AdviceLane, Change, Degradation, Turn, feature_of
+from assistant.inference import MicroBatcher, Shed
+
+
+def turns(*speakers: str) -> list[Turn[None]]:
+    return [Turn(seq, sp, queued=float(seq)) for seq, sp in enumerate(speakers, start=1)]
+
+
+def drain(lane: AdviceLane[None]) -> tuple[list[int], list[int]]:
+    advised, shed = [], []
+    while True:
+        taken = lane.take()
+        shed += [t.seq for t in taken.shed]
+        if taken.turn is None:
+            return advised, shed
+        advised.append(taken.turn.seq)
+
+
+def test_only_the_newest_pending_suggestion_of_a_call_is_worked_on() -> None:
+    lane: AdviceLane[None] = AdviceLane(max_pending=10)
+    for t in turns("customer", "agent", "customer", "customer", "agent"):
+        lane.put(t)
+    advised, shed = drain(lane)
+    # Customer turns 1 and 3 are replaced by 4; the agent's turns keep their order (step tracking is stateful).
+    assert advised == [2, 4, 5] and shed == [1, 3]
+
+
+def test_a_lone_customer_turn_is_never_coalesced_away() -> None:
+    lane: AdviceLane[None] = AdviceLane(max_pending=2)
+    for t in turns("agent", "customer"):
+        lane.put(t)
+    assert drain(lane) == ([1, 2], [])
+
+
+def test_over_the_bound_step_tracking_goes_first() -> None:
+    lane: AdviceLane[None] = AdviceLane(max_pending=3)
+    for t in turns("agent", "customer", "agent", "agent", "agent"):
+        lane.put(t)
+    advised, shed = drain(lane)
+    assert advised == [2, 4, 5] and shed == [1, 3]  # the oldest agent turns, never the waiting customer turn
+    assert {feature_of("agent"), feature_of("customer")} == {"steps", "suggestions"}
+
+
+def test_wait_returns_turns_then_none_once_closed() -> None:
+    async def run() -> list[int | None]:
+        lane: AdviceLane[None] = AdviceLane(max_pending=4)
+        got: list[int | None] = []
+
+        async def consumer() -> None:
+            while True:
+                taken = await lane.wait()
+                if taken.turn is None and not taken.shed:
+                    got.append(None)
+                    return
+                if taken.turn is not None:
+                    got.append(taken.turn.seq)
+
+        task = asyncio.create_task(consumer())
+        await asyncio.sleep(0)
+        lane.put(Turn(1, "agent", 0.0))
+        await asyncio.sleep(0)
+        lane.put(Turn(2, "customer", 0.0))
+        lane.close()
+        await asyncio.wait_for(task, 1.0)
+        return got
+
+    assert asyncio.run(run()) == [1, 2, None]
+
+
+def test_degradation_says_behind_once_and_recovers_after_quiet_time() -> None:
+    d = Degradation(recover_s=5.0)
+    assert d.behind("suggestions", now=0.0) == Change(("suggestions",), ())
+    assert d.behind("suggestions", now=3.0) is None
+    assert d.behind("steps", now=4.0) == Change(("suggestions", "steps"), ())
+    assert d.check(now=7.0) is None  # suggestions were behind 4 s ago
+    assert d.check(now=8.5) == Change(("steps",), ("suggestions",))
+    assert d.clear(["steps", "red_flags"]) == Change((), ("steps",))
+    assert d.clear(["steps"]) is None and d.features == ()
+    assert Change(("red_flags",), ("steps",)).event_fields() == {
+        "features": ["red_flags"],
+        "recovered": ["steps"],
+    }
+    with pytest.raises(ValueError):
+        Degradation(recover_s=0)
+
+
+class SlowEcho:
+    """A batch predictor that takes ``delay_s`` per pass and records its batches."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batches: list[list[str]] = []
+        self.release = threading.Event()
+        self.release.set()
+
+    def predict(self, items: list[str], /) -> list[str]:
+        self.release.wait(5.0)
+        time.sleep(self.delay_s)
+        self.batches.append(list(items))
+        return [x.upper() for x in items]
+
+
+def test_an_item_whose_deadline_passed_in_the_queue_is_shed_not_scored() -> None:
+    async def run() -> tuple[list[object], list[list[str]]]:
+        model = SlowEcho()
+        model.release.clear()  # the first pass blocks: everything behind it queues
+        b: MicroBatcher[str, str] = MicroBatcher(model, max_batch=1, max_wait_ms=0, name="t")
+        await b.start()
+        try:
+            first = asyncio.ensure_future(b.predict("a"))
+            await asyncio.sleep(0.05)
+            late = asyncio.ensure_future(b.predict("b", deadline=time.perf_counter() + 0.01))
+            fine = asyncio.ensure_future(b.predict("c", deadline=time.perf_counter() + 30))
+            await asyncio.sleep(0.1)
+            model.release.set()
+            out = await asyncio.gather(first, late, fine, return_exceptions=True)
+            return out, model.batches
+        finally:
+            await b.stop()
+
+    out, batches = asyncio.run(run())
+    assert out[0] == "A" and isinstance(out[1], Shed) and out[2] == "C"
+    assert ["b"] not in batches
+
+
+def test_a_full_batcher_sheds_at_once() -> None:
+    async def run() -> tuple[object, int]:
+        model = SlowEcho()
+        model.release.clear()
+        b: MicroBatcher[str, str] = MicroBatcher(model, max_batch=1, max_wait_ms=0, max_queued=2, name="t")
+        await b.start()
+        try:
+            held = [asyncio.ensure_future(b.predict(x)) for x in "ab"]
+            await asyncio.sleep(0.02)
+            with pytest.raises(Shed):
+                await b.predict("c")
+            backlog = b.backlog
+            model.release.set()
+            await asyncio.gather(*held)
+            return backlog, b.backlog
+        finally:
+            await b.stop()
+
+    assert asyncio.run(run()) == (2, 0)
+
+
+def test_the_low_priority_batcher_waits_while_the_high_one_is_a_batch_behind() -> None:
+    async def run() -> list[str]:
+        order: list[str] = []
+        lock = threading.Lock()
+
+        class Rec(SlowEcho):
+            def __init__(self, tag: str) -> None:
+                super().__init__(0.01)
+                self.tag = tag
+
+            def predict(self, items: list[str], /) -> list[str]:
+                out = super().predict(items)
+                with lock:
+                    order.append(self.tag)
+                return out
+
+        high: MicroBatcher[str, str] = MicroBatcher(Rec("flags"), max_batch=2, max_wait_ms=0, name="hi")
+        low: MicroBatcher[str, str] = MicroBatcher(
+            Rec("queries"), max_batch=2, max_wait_ms=0, name="lo", yield_to=high
+        )
+        await high.start()
+        await low.start()
+        try:
+            hs = [asyncio.ensure_future(high.predict(str(i))) for i in range(8)]
+            await asyncio.sleep(0)  # the high batcher has a backlog of 8 before the low one gets work
+            ls = [asyncio.ensure_future(low.predict(str(i))) for i in range(2)]
+            await asyncio.gather(*hs, *ls)
+            return order
+        finally:
+            await low.stop()
+            await high.stop()
+
+    order = asyncio.run(run())
+    # The query pass waits until the red flags' backlog is under one batch: at least 3 flag passes first.
+    assert order.index("queries") >= 3, order
+
+
+def test_several_workers_run_passes_side_by_side_and_stop_cleanly() -> None:
+    both = threading.Barrier(2, timeout=5.0)
+
+    class Meeting:
+        """Each pass waits until a second pass runs at the same time (a single worker would time out)."""
+
+        def predict(self, items: list[str], /) -> list[str]:
+            both.wait()
+            return items
+
+    async def run() -> list[str]:
+        b: MicroBatcher[str, str] = MicroBatcher(Meeting(), max_batch=1, max_wait_ms=0, name="w", workers=2)
+        await b.start()
+        try:
+            return list(await asyncio.gather(b.predict("a"), b.predict("b")))
+        finally:
+            await b.stop()
+            assert b._threads == []
+
+    assert asyncio.run(run()) == ["a", "b"]
+    with pytest.raises(ValueError, match="workers"):
+        MicroBatcher(Meeting(), workers=0)
+
+
+def test_a_skipped_turns_red_flags_are_carried_into_the_next_advice() -> None:
+    from assistant.calls.scheduler import carry_flags
+    from assistant.labels import LABELS
+    from assistant.types import LabelScore, RedFlagResult
+
+    def result(**probs: float) -> RedFlagResult:
+        labels = {n: LabelScore(n, probs.get(n, 0.01), 0.5, probs.get(n, 0.01) >= 0.5) for n in LABELS}
+        return RedFlagResult(labels, {"abusive": max(labels[n].probability for n in ("insult", "threat"))})
+
+    skipped, calm = result(insult=0.9), result(churn_risk=0.7)
+    merged = carry_flags(skipped, calm)
+    assert merged is not None and sorted(merged.flagged) == ["churn_risk", "insult"]
+    assert merged.groups["abusive"] == 0.9 and merged.labels["insult"].probability == 0.9
+    assert carry_flags(None, calm) is calm and carry_flags(result(), calm) is calm
+    assert carry_flags(skipped, None) is skipped
+    stronger = carry_flags(result(insult=0.6), result(insult=0.8))
+    assert stronger is not None and stronger.labels["insult"].probability == 0.8
+
+
+def test_a_helper_worker_stays_out_of_a_light_load() -> None:
+    class Names:
+        def __init__(self) -> None:
+            self.threads: set[str] = set()
+
+        def predict(self, items: list[str], /) -> list[str]:
+            self.threads.add(threading.current_thread().name)
+            return items
+
+    async def run() -> set[str]:
+        model = Names()
+        b: MicroBatcher[str, str] = MicroBatcher(model, max_batch=8, max_wait_ms=0, name="w", workers=2)
+        await b.start()
+        try:
+            for i in range(20):  # one at a time: never a full batch waiting
+                await b.predict(str(i))
+        finally:
+            await b.stop()
+        return model.threads
+
+    assert asyncio.run(run()) == {"w_0"}
