@@ -2,7 +2,8 @@
 
 - ``tfidf_logreg``: TF-IDF word and character n-grams + one logistic regression per label, trained on the
   same training data as the model (loss masked the same way: a source only teaches the labels it annotates),
-  thresholds chosen on the same validation split.
+  thresholds chosen on the same validation split by the model's rule: F1-best with every source weighted
+  equally (``source_weights``), not pooled rows.
 - ``profanity_check``: the PyPI package alt-profanity-check (a linear SVM on a profanity corpus); it scores
   offensive language as a whole, so it covers the ``abusive`` group and the ``profanity`` label only.
 """
@@ -18,7 +19,7 @@ from sklearn.pipeline import FeatureUnion
 
 from assistant.labels import GROUPS, LABELS
 from assistant.redflags.data import Example
-from assistant.redflags.metrics import best_threshold
+from assistant.redflags.metrics import best_threshold, source_weights
 from assistant.redflags.training import asr_style
 
 # name -> (scores, decisions) over the rows
@@ -70,7 +71,10 @@ class TfidfLogReg:
                 vrows = np.array([label in e.known or label in e.labels for e in valid])
                 if vrows.any():
                     yv = np.array([label in e.labels for e in valid])[vrows]
-                    self.thresholds[label] = best_threshold(yv, model.predict_proba(xv[vrows])[:, 1])
+                    weights = source_weights([e.source for e, r in zip(valid, vrows, strict=True) if r])
+                    self.thresholds[label] = best_threshold(
+                        yv, model.predict_proba(xv[vrows])[:, 1], weights=weights
+                    )
         return self
 
     def score(self, texts: Sequence[str], contexts: Sequence[Sequence[str]]) -> Scored:

@@ -134,3 +134,26 @@ def measure_latency(
         "batch_size": batch_size,
         "batch_throughput_per_s": round(statistics.median(rates), 1),
     }
+
+
+def context_budget_sweep(
+    classifier: RedFlagClassifier,
+    rows: Sequence[Any],
+    budgets: Sequence[int | None],
+    *,
+    score: Callable[[RedFlagClassifier, Sequence[Any]], dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """``score(classifier, rows)`` with the classifier's context budget set to each of ``budgets`` in turn.
+
+    The serving budget (``max_context_tokens``) is a decision to make on validation rows; the classifier's
+    own budget is restored afterwards. Keys are the budgets as text ("none" for no cap).
+    """
+    saved = classifier.config.max_context_tokens
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for budget in budgets:
+            classifier.config.max_context_tokens = budget
+            out["none" if budget is None else str(budget)] = score(classifier, rows)
+    finally:
+        classifier.config.max_context_tokens = saved
+    return out

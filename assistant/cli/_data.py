@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_dir_option(s)
     s.set_defaults(handler=_stats)
 
+    o = dsub.add_parser(
+        "overlap",
+        help="count texts shared across splits, before and after the duplicate rule",
+        description="Per source: rows whose text (case, punctuation, fillers and whitespace normalised) also "
+        "occurs in a later split of any source (train in valid/test, valid in test) or, for test rows, in an "
+        "earlier one; before the duplicate rule across sources and after it (all zero after).",
+    )
+    _data_dir_option(o)
+    o.set_defaults(handler=_overlap)
+
 
 def _data_dir_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -95,4 +105,26 @@ def _stats(args: argparse.Namespace) -> int:
         f"{'total':<17}{totals['rows']:>7}{totals['none']:>7}" + "".join(f"{totals[lb]:>7}" for lb in LABELS)
     )
     print("columns: rows, rows with no label, positives per label (escal = escalation_request)")
+    return 0
+
+
+def _overlap(args: argparse.Namespace) -> int:
+    from assistant.redflags.data import dedup_across_sources, overlap_counts, read_all
+
+    raw = read_all(args.data_dir or get_settings().data_dir)
+    before = overlap_counts(raw)
+    after = {o.source: o for o in overlap_counts(dedup_across_sources(raw))}
+    head = (
+        f"{'source':<11}{'rows':>7}  {'train in valid/test':>20}{'valid in test':>15}{'test elsewhere':>16}"
+    )
+    print(head + "   (before -> after)")
+    print("-" * (len(head) + 20))
+    for b in before:
+        a = after[b.source]
+        cells = [
+            f"{b.train_in_valid_or_test:>9} -> {a.train_in_valid_or_test:<6}",
+            f"{b.valid_in_test:>6} -> {a.valid_in_test:<5}",
+            f"{b.test_elsewhere:>7} -> {a.test_elsewhere:<5}",
+        ]
+        print(f"{b.source:<11}{b.rows:>7}  {cells[0]:>20}{cells[1]:>15}{cells[2]:>16}")
     return 0

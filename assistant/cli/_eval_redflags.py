@@ -19,7 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the labels and groups that occur in the file, for the model and, on the same rows, the baselines "
         "alt-profanity-check and TF-IDF + logistic regression (trained on the model's training data).",
     )
-    p.add_argument("--data", type=Path, required=True, help="JSONL file (see shared/PRODUCT.md)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", type=Path, help="JSONL file (see shared/PRODUCT.md)")
+    what.add_argument(
+        "--split",
+        choices=["valid", "test"],
+        help="instead of a file: every source's (deduplicated) split of ASSISTANT_DATA_DIR, scored per source at "
+        "the model's thresholds, with the mean F1 over the targeted (source, label) pairs (the model choice "
+        "criterion on valid)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None, help="where the model runs")
     p.add_argument(
         "--mode",
@@ -46,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.redflags.recipe import training_splits
 
     settings = get_settings()
+    if args.split:
+        return _run_split(args)
     if not args.data.exists():
         raise InvalidInputError(
             f"--data {args.data} does not exist; convert a test split with `assistant data convert`"
@@ -132,3 +142,40 @@ def format_table(report: dict[str, Any]) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from assistant.redflags.classifier import RedFlagClassifier
+    from assistant.redflags.recipe import source_metrics, target_f1s, target_mean_f1, training_splits
+
+    settings = get_settings()
+    model_path = args.model or settings.redflag_model_path()
+    clf = RedFlagClassifier.load(
+        model_path, device=args.device or settings.device, mode=args.mode or settings.inference_mode
+    )
+    trained_on = clf.config.training
+    rows = training_splits(
+        settings.data_dir,
+        sources=trained_on.get("sources") or None,
+        caps=trained_on.get("caps"),
+        seed=int(trained_on.get("seed", 13)),
+    )[args.split]
+    per_source = source_metrics(clf, rows, progress=True)
+    report: dict[str, Any] = {
+        "split": args.split,
+        "model_path": str(model_path),
+        "mode": clf.mode,
+        "rows": len(rows),
+        "target_mean_f1": target_mean_f1(per_source),
+        "targets": target_f1s(per_source),
+        "sources": per_source,
+    }
+    print(f"{len(rows)} {args.split} rows, model {model_path} ({clf.mode})")
+    print(f"{'source/label':<32}{'F1':>7}")
+    for name, f1 in report["targets"].items():
+        print(f"{name:<32}{f1:>7.3f}")
+    print(f"{'mean over targeted pairs':<32}{_fmt(report['target_mean_f1']):>7}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

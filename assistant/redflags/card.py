@@ -94,20 +94,24 @@ Multi-label classifier of customer utterances in live calls, for the labels of `
 {data_lines}
 
 Label mapping and splits: `training_data/DATASHEET.md`. The test splits were never used for training or
-threshold choice. ConvAbuse's official validation file is our ConvAbuse test split.
+threshold choice, and no normalised test text of any source is in a training or validation row of any source
+(one duplicate rule across sources, `tests/redflags/test_leakage.py`). ConvAbuse's official validation file is
+our ConvAbuse test split.
 
 Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
 {tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft}; {metrics.get("train_seconds", "?")} s on the machine below.
 
-## Metrics on the held-out test splits (per source, at the shipped thresholds)
+## Metrics on the held-out, deduplicated test splits (per source, at the shipped thresholds)
 {metrics_tables(metrics.get("test", {}))}
 {extra}
 ## How to reproduce
 ```
 make install
 .venv/bin/assistant train redflags            # writes models/redflags (about 20-40 min on 2 CPU cores)
+.venv/bin/assistant eval redflags --split valid --mode fp32   # per source, and the model choice criterion
+.venv/bin/assistant eval redflags --split test --mode fp32    # the per-source tables below
 .venv/bin/assistant data convert --source all --split test --out var/eval
-.venv/bin/assistant eval redflags --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
+.venv/bin/assistant eval redflags --mode fp32 --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
 .venv/bin/assistant eval checklist --write-expected   # the "Behavioural suite" table (checklist.json)
 ```
 

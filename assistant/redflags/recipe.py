@@ -39,6 +39,37 @@ DEFAULT_CAPS: dict[str, int] = {
 }
 
 
+# The (source, label or group) pairs the red-flag issues set targets for: the model choice criterion is the mean
+# F1 over them on the validation splits (MODEL_CARD.md, "Recipe choice").
+TARGET_PAIRS: tuple[tuple[str, str], ...] = (
+    ("convabuse", "abusive"),
+    ("davidson", "abusive"),
+    *(("written", label) for label in LABELS),
+    ("nlupp", "escalation_request"),
+    ("nlupp", "churn_risk"),
+    ("bitext", "escalation_request"),
+    ("bitext", "churn_risk"),
+    ("bitext", "frustration"),
+    ("airline", "frustration"),
+    ("complaints", "frustration"),
+)
+
+
+def target_f1s(split_metrics: dict[str, Any]) -> dict[str, float]:
+    """F1 of each targeted pair present in ``source_metrics`` output, keyed ``source/label``."""
+    return {
+        f"{source}/{name}": float(split_metrics[source][name]["f1"])
+        for source, name in TARGET_PAIRS
+        if name in split_metrics.get(source, {})
+    }
+
+
+def target_mean_f1(split_metrics: dict[str, Any]) -> float | None:
+    """Mean F1 over the targeted pairs present (None when none is): the model choice criterion on validation."""
+    f1s = list(target_f1s(split_metrics).values())
+    return round(sum(f1s) / len(f1s), 4) if f1s else None
+
+
 @dataclass
 class TrainingRun:
     classifier: RedFlagClassifier

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -22,7 +21,7 @@ from assistant.encoder import base_encoder_path, force_offline
 from assistant.labels import LABELS
 from assistant.redflags.classifier import RedFlagClassifier, RedFlagConfig
 from assistant.redflags.data import Example
-from assistant.redflags.metrics import best_threshold
+from assistant.redflags.metrics import best_threshold, source_weights
 from assistant.redflags.model import RedFlagNet
 from assistant.redflags.preprocess import encode, utterance_mask
 from assistant.types import Utterance
@@ -255,8 +254,6 @@ def choose_thresholds(
         if rows.size == 0:
             thresholds[label] = 0.5
             continue
-        sources = [valid[int(i)].source for i in rows]
-        counts = Counter(sources)
-        weights = np.array([1.0 / counts[s] for s in sources])
+        weights = source_weights([valid[int(i)].source for i in rows])
         thresholds[label] = best_threshold(y[rows, j].numpy(), probs[rows, j], weights=weights)
     return thresholds

@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from assistant.labels import LABELS
 from assistant.redflags.classifier import RedFlagClassifier, load_classifier
+from assistant.redflags.data import dedup_key, load_corpus
 from assistant.settings import get_settings
 from assistant.types import Utterance
 
@@ -21,50 +24,41 @@ def shipped() -> RedFlagClassifier:
     return load_classifier(get_settings())
 
 
-CLEAR = {
-    "profanity": ["what the fuck is going on with my bill", "this shit never works"],
-    "insult": ["you are a useless idiot", "you're the dumbest person i've ever spoken to"],
-    "threat": ["i know where your office is and i'm coming down there to hurt you", "i will kill you"],
-    "escalation_request": ["get me your manager right now", "i want to speak to a supervisor please"],
-    "legal_threat": ["i'm going to sue your company", "i'll be reporting you to the ombudsman"],
-    "churn_risk": ["i want to cancel my account today", "i'm switching to another provider"],
-    "frustration": [
-        "this is the third time i've called about this and it's still not fixed",
-        "i'm so fed up with this nobody ever helps me",
-    ],
-}
-CALM = [
-    "hi good morning i'm calling about my bill",
-    "can you transfer the money to my savings account",
-    "thank you so much you've been really helpful",
-    "my account number is four five six",
-    "yes that's correct",
-]
+# Cases written apart from the training data, in a file the training code never reads; test_cases_are_unseen
+# proves that none of them is (after normalisation) a training or validation text of any source.
+CASES_FILE = Path(__file__).parent / "shipped_model_cases.jsonl"
+CASES = [json.loads(line) for line in CASES_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("label", "text"), [(k, t) for k, texts in CLEAR.items() for t in texts])
-def test_shipped_model_flags_clear_cases(shipped: RedFlagClassifier, label: str, text: str) -> None:
-    result = shipped.predict([Utterance(text)])[0]
-    assert label in result.flagged, {k: v.probability for k, v in result.labels.items()}
-    assert result.labels[label].spans, "a flag comes with the words that drove it"
+def test_cases_are_unseen(data_dir: Path) -> None:
+    seen = {dedup_key(e.text) for e in load_corpus(data_dir, splits=["train", "valid"])}
+    assert [c["text"] for c in CASES if dedup_key(c["text"]) in seen] == []
+    assert {label for c in CASES for label in c["flags"]} == set(LABELS)  # every label has a case
+    assert sum(1 for c in CASES if not c["flags"]) >= 5
 
 
-@pytest.mark.parametrize("text", CALM)
-def test_shipped_model_stays_calm_on_ordinary_talk(shipped: RedFlagClassifier, text: str) -> None:
-    result = shipped.predict([Utterance(text)])[0]
-    assert result.flagged == [], {k: v.probability for k, v in result.labels.items()}
+def test_training_code_never_reads_the_cases_file() -> None:
+    root = Path(__file__).resolve().parents[2] / "assistant"
+    readers = [p for p in root.rglob("*.py") if CASES_FILE.name in p.read_text(encoding="utf-8")]
+    assert readers == []
 
 
-def test_shipped_model_done_when_example(shipped: RedFlagClassifier) -> None:
-    text = "you are useless, get me your manager"
-    result = shipped.predict([Utterance(text)])[0]
-    assert {"insult", "escalation_request"} <= set(result.flagged)
-    words = " ".join(s.text for s in result.labels["escalation_request"].spans)
-    assert "manager" in words
+@pytest.mark.parametrize("case", CASES, ids=[c["text"][:40] for c in CASES])
+def test_shipped_model_on_unseen_cases(shipped: RedFlagClassifier, case: dict[str, Any]) -> None:
+    result = shipped.predict([Utterance(case["text"])])[0]
+    probs = {k: round(v.probability, 3) for k, v in result.labels.items()}
+    if not case["flags"]:
+        assert result.flagged == [], probs
+        return
+    assert set(case["flags"]) <= set(result.flagged), probs
+    for label in case["flags"]:
+        assert result.labels[label].spans, "a flag comes with the words that drove it"
+    for label, word in case.get("span", {}).items():
+        assert word in " ".join(s.text for s in result.labels[label].spans)
 
 
 def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) -> None:
-    texts = [t for ts in CLEAR.values() for t in ts] + CALM
+    texts = [c["text"] for c in CASES]
     fp32 = load_classifier(get_settings(), mode="fp32")
     # int8 runs rows one at a time (its activation scale is per batch), so it must match exactly.
     int8 = load_classifier(get_settings(), mode="int8")
@@ -134,7 +128,10 @@ def test_two_threads_scoring_at_once_get_the_scores_one_thread_gets(shipped: Red
     # The service's red-flag batcher runs two worker threads on the one classifier (no lock around passes).
     import threading
 
-    batches = [[Utterance(t) for t in texts] for texts in CLEAR.values()] + [[Utterance(t) for t in CALM]]
+    by_first_flag: dict[str, list[Utterance]] = {}
+    for case in CASES:
+        by_first_flag.setdefault((case["flags"] or ["none"])[0], []).append(Utterance(case["text"]))
+    batches = list(by_first_flag.values())
     alone = [[r.labels[k].probability for r in shipped.predict(b) for k in LABELS] for b in batches]
     together: dict[int, list[list[float]]] = {0: [], 1: []}
 
