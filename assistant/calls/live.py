@@ -42,6 +42,10 @@ class LiveCall:
     detached_at: float | None = None
     ended_at: float | None = None
     alert_updates: dict[str, int] = field(default_factory=dict)  # alert id -> updates sent so far
+    agent: str | None = None  # who handles the call (``?agent=`` when it was opened): who may read it
+    owner: str | None = None  # the token subject of the source that opened it: only it may stream
+    stored_seq: int = -1  # the durability watermark: accepted chunks up to here are committed
+    reply: Callable[[str], None] | None = None  # the current source's socket (for ``stored`` events)
 
     @property
     def call_id(self) -> str:
