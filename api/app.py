@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 import assistant
 from assistant.calls.demo import DemoCalls
@@ -31,6 +32,7 @@ from assistant.store import Store
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
 from .guidance import router as guidance_router
+from .limits import BodyLimit, validation_error
 from .pages import router as pages_router
 from .procedures import router as procedures_router
 from .readiness import router as readiness_router
@@ -107,6 +109,8 @@ def create_app(
             metrics=ServiceMetrics(),
             guidance=guidance,
         )
+        if not settings.auth_secret:
+            log.warning("authentication is OFF (ASSISTANT_AUTH_SECRET is not set): every caller is an admin")
         await service.start()
         app.state.service = service
         app.state.demos = DemoCalls(service)
@@ -127,6 +131,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.guidance = guidance
     app.include_router(http_router)
     app.include_router(ws_router)

@@ -30,6 +30,7 @@ from assistant.errors import InvalidInputError
 from assistant.eval.feedback import export_lines
 from assistant.eval.report import latest_report
 
+from .limits import unprocessable
 from .security import requires
 
 router = APIRouter()
@@ -74,16 +75,16 @@ async def list_demo_transcripts(
 async def start_demo_call(
     body: DemoIn,
     request: Request,
-    _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> DemoOut:
     """Start replaying a demo transcript server-side as a new live call; returns its id and page links."""
     demos: DemoCalls = request.app.state.demos
     try:
-        call_id, chunks = demos.start(body.transcript, speed=body.speed)
+        call_id, chunks = demos.start(body.transcript, speed=body.speed, agent=principal.subject)
     except UnknownTranscript as e:
         raise HTTPException(404, detail=str(e)) from e
     except InvalidInputError as e:
-        raise HTTPException(422, detail=str(e)) from e
+        raise unprocessable(["body", "transcript"], str(e)) from e
     except TooManyDemos as e:
         raise HTTPException(429, detail=str(e)) from e
     return DemoOut(

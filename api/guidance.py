@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from assistant.auth import Principal, Role
 from assistant.calls.service import CallService
+from assistant.events.frames import preview
 from assistant.events.messages import CALL_ID_PATTERN
 from assistant.guidance.facts import facts_from_record
 from assistant.guidance.incident import IncidentEdit, IncidentRecord, apply_edit, draft_incident
@@ -30,6 +31,8 @@ from assistant.guidance.report import SupervisorReport, report_chart, report_csv
 from assistant.guidance.summary import CallSummaryNote, summarise_call
 from assistant.store.records import CallRecord
 
+from .access import audit, check_call_access, may_read
+from .limits import unprocessable
 from .security import requires
 
 router = APIRouter(tags=["guidance"])
@@ -69,9 +72,10 @@ def _wants(request: Request, fmt: str | None) -> str:
 async def call_qa(
     call_id: CallId,
     request: Request,
-    _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> QAResult:
     """Which required steps the agent carried out, when, and the line that did it; ``score`` in [0, 1]."""
+    await check_call_access(request, principal, call_id, "qa")
     rec = await _record(request, call_id)
     policies = _policies(request)
     if rec.guidance_state:
@@ -87,9 +91,10 @@ async def call_qa(
 async def call_summary(
     call_id: CallId,
     request: Request,
-    _: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
+    principal: Principal = Depends(requires(Role.AGENT, Role.SUPERVISOR, Role.TRAINER)),
 ) -> CallSummaryNote:
     """The post-call summary for the call log: reason, what was done, outcome, follow-ups."""
+    await check_call_access(request, principal, call_id, "summary")
     policies = _policies(request)
     return summarise_call(
         facts_from_record(await _record(request, call_id)), policies.stages, policies.protocol
@@ -132,9 +137,10 @@ async def get_incident_report(
     format: Literal["json", "markdown", "pdf"] | None = Query(
         None, description="overrides the Accept header"
     ),
-    _: Principal = Depends(requires(Role.SUPERVISOR)),
+    principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> Response:
-    """The call's incident record: JSON, Markdown (default) or PDF."""
+    """The call's incident record: JSON, Markdown (default) or PDF (supervisors of the call's team)."""
+    await check_call_access(request, principal, call_id, "incident_report")
     return await _render(await _incident(request, call_id), _wants(request, format))
 
 
@@ -154,6 +160,7 @@ async def patch_incident_report(
     principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> IncidentRecord:
     """Change some fields of the record (description, follow-up, supervisor involvement, status, customer)."""
+    await check_call_access(request, principal, call_id, "incident_edit")
     record = apply_edit(await _incident(request, call_id), body, by=principal.subject, at=datetime.now(UTC))
     return await _save(request, call_id, record, by=principal.subject)
 
@@ -166,6 +173,7 @@ async def put_incident_report(
     principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> IncidentRecord:
     """Replace every editable field; fields left out are reset to the fresh draft's values."""
+    await check_call_access(request, principal, call_id, "incident_edit")
     rec = await _record(request, call_id)
     policies = _policies(request)
     draft = draft_incident(
@@ -187,7 +195,9 @@ def _day_or_time(text: str, *, end: bool) -> datetime:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError as e:
-        raise HTTPException(422, detail=f"cannot read {text!r} as a date or time (e.g. 2026-11-30)") from e
+        raise unprocessable(
+            ["query"], f"cannot read {preview(text)} as a date or time (e.g. 2026-11-30)"
+        ) from e
     if len(text) <= 10 and end:  # a plain date as the end means the whole of that day
         dt = datetime.combine(dt.date(), time.min) + timedelta(days=1)
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
@@ -203,13 +213,14 @@ async def supervisor_report(
     until: str | None = Query(None, description="end: ISO date (that whole day) or time; default now"),
     agent: str | None = Query(None, max_length=128),
     format: Literal["json", "csv", "png"] = "json",
-    _: Principal = Depends(requires(Role.SUPERVISOR)),
+    principal: Principal = Depends(requires(Role.SUPERVISOR)),
 ) -> Response:
-    """Handle time, time to first response, red flags, escalations and adherence per call and per agent."""
+    """Handle time, time to first response, red flags, escalations and adherence per call and per agent (the
+    agents of the supervisor's teams when ``ASSISTANT_AGENT_TEAMS`` is set)."""
     start = _day_or_time(since, end=False)
     stop = _day_or_time(until, end=True) if until else datetime.now(UTC)
     if stop <= start:
-        raise HTTPException(422, detail="until must be after since")
+        raise unprocessable(["query", "until"], "until must be after since")
     svc = _service(request)
     await svc.flush()
     if svc.store is None:
@@ -218,6 +229,14 @@ async def supervisor_report(
         report = await report_from_store(
             svc.store, _policies(request), since=start, until=stop, agent=agent, limit=MAX_REPORT_CALLS
         )
+    teams = request.app.state.settings.agent_teams
+    report = report.model_copy(
+        update={
+            "calls": [c for c in report.calls if may_read(principal, c.agent, teams)],
+            "agents": [a for a in report.agents if may_read(principal, a.agent, teams)],
+        }
+    )
+    audit(principal, None, f"supervisor report {len(report.calls)} calls", allowed=True)
     if format == "csv":
         name = f"supervisor-report-{start:%Y%m%d}-{stop:%Y%m%d}.csv"
         return Response(

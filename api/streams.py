@@ -8,17 +8,18 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from assistant.auth import Role
+from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
 from assistant.calls.live import LiveCall, Outcome
-from assistant.calls.service import CallEnded, CallService, Draining
+from assistant.calls.redaction import redact
+from assistant.calls.service import CallEnded, CallService, CallTaken, Draining
 from assistant.events.bus import (
     ALERTS_TOPIC,
     BusMessage,
@@ -27,6 +28,7 @@ from assistant.events.bus import (
     call_topic,
     parse_cursor,
 )
+from assistant.events.frames import FrameError, parse_frame, preview
 from assistant.events.messages import (
     AlertAckIn,
     ChunkIn,
@@ -38,7 +40,8 @@ from assistant.events.messages import (
     is_safe_call_id,
 )
 
-from .security import socket_principal
+from .access import alert_call_id, audit, call_agent, may_read
+from .security import close_on_expiry, refuse_accepted, socket_principal
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -62,10 +65,11 @@ async def source_frame(
     """Decode one frame from the source and hand it to the service; bad input is answered, never raised."""
     received = time.perf_counter() if received is None else received
     out = Outcome(reply=reply)
+    limits = svc.settings
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        return svc.reject(out, ErrorReason.MALFORMED_JSON, f"expected a JSON object, got invalid JSON: {e}")
+        obj = parse_frame(raw, max_bytes=limits.max_frame_bytes, max_depth=limits.max_json_depth)
+    except FrameError as e:
+        return svc.reject(out, e.reason, str(e))
     if not isinstance(obj, dict):
         return svc.reject(out, ErrorReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("type", "chunk")
@@ -80,7 +84,7 @@ async def source_frame(
         return svc.reject(
             out,
             ErrorReason.UNKNOWN_TYPE,
-            f"unknown message type {str(kind)[:40]!r}; expected chunk, end or ping",
+            f"unknown message type {preview(str(kind))}; expected chunk, end or ping",
         )
     try:
         chunk = ChunkIn.model_validate(obj)
@@ -93,12 +97,19 @@ async def source_frame(
     return await svc.ingest(live, chunk, reply=reply, received=received)
 
 
-async def supervisor_frame(svc: CallService, raw: str, *, subject: str) -> str | None:
+async def supervisor_frame(
+    svc: CallService,
+    raw: str,
+    *,
+    subject: str,
+    may_ack: Callable[[str], Awaitable[bool]] | None = None,
+) -> str | None:
     """A supervisor's message on WS /v1/alerts (``ack`` or ``ping``); returns an error/pong reply, or None."""
+    limits = svc.settings
     try:
-        obj = json.loads(raw)
-    except ValueError as e:
-        return encode(ErrorEvent(reason=ErrorReason.MALFORMED_JSON, message=f"expected a JSON object: {e}"))
+        obj = parse_frame(raw, max_bytes=limits.max_frame_bytes, max_depth=limits.max_json_depth)
+    except FrameError as e:
+        return encode(ErrorEvent(reason=e.reason, message=str(e)))
     if isinstance(obj, dict) and obj.get("type") == "ping":
         return encode(PongEvent())
     try:
@@ -110,8 +121,11 @@ async def supervisor_frame(svc: CallService, raw: str, *, subject: str) -> str |
                 message='expected {"type": "ack", "id": "<alert id>"} or ping',
             )
         )
+    call_id = await alert_call_id(svc, msg.id)
+    if call_id is not None and may_ack is not None and not await may_ack(call_id):
+        return encode(ErrorEvent(reason="forbidden", message="this alert's call is not in your teams"))
     try:
-        await svc.alerts.ack(msg.id, subject=subject, note=msg.note)
+        await svc.alerts.ack(msg.id, subject=subject, note=redact(msg.note).text if msg.note else None)
     except UnknownAlert as e:
         return encode(ErrorEvent(reason=ErrorReason.UNKNOWN_ALERT, message=str(e)))
     return None
@@ -229,7 +243,9 @@ async def stream(ws: WebSocket, call_id: str) -> None:
 
     sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
     try:
-        live, ready = await svc.attach_source(call_id, conn=conn, kick=kick, agent=agent)
+        live, ready = await svc.attach_source(
+            call_id, conn=conn, kick=kick, agent=agent, subject=principal.subject
+        )
     except CallEnded as e:
         svc.bus.unsubscribe(sub)
         await ws.send_text(encode(ErrorEvent(reason=ErrorReason.CALL_ENDED, message=str(e))))
@@ -239,6 +255,15 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         svc.bus.unsubscribe(sub)
         await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
         return
+    except CallTaken as e:
+        svc.bus.unsubscribe(sub)
+        log.warning(
+            "source refused: call owned by another source",
+            extra={"call_id": call_id, "by": principal.subject},
+        )
+        await refuse_accepted(ws, CloseCode.FORBIDDEN, ErrorReason.CALL_TAKEN, str(e))
+        return
+    expiry = close_on_expiry(ws, principal)
     sub.put_local(encode(ready))
     _sources(ws.app).add(ws)
     svc.metrics.clients.labels("source").inc()
@@ -267,8 +292,13 @@ async def stream(ws: WebSocket, call_id: str) -> None:
                 break
     except (WebSocketDisconnect, RuntimeError):
         pass
+    except Exception:  # a bug must not drop the socket without a close frame, nor log the frame's text
+        log.exception("source socket failed", extra={"call_id": call_id})
+        await _close(ws, CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
     finally:
         _sources(ws.app).discard(ws)
+        if expiry is not None:
+            await _stop(expiry)
         await _stop(pump)
         svc.bus.unsubscribe(sub)
         svc.detach_source(live, conn=conn)
@@ -280,6 +310,39 @@ async def _drain(sub: Subscription, pump: asyncio.Task[None], timeout_s: float =
     deadline = time.monotonic() + timeout_s
     while sub.pending and not pump.done() and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
+
+
+async def _events_access(ws: WebSocket, svc: CallService, principal: Principal, call_id: str) -> bool:
+    """Whether ``principal`` may watch the call; refuses (4403) otherwise. A sidebar may connect before the
+    call is opened: then it waits (answering pings) until the source opens it and names the agent."""
+    teams = svc.settings.agent_teams
+    if may_read(principal, None, teams) and principal.role is not Role.AGENT:
+        audit(principal, call_id, "events", allowed=True)
+        return True  # admins, trainers, and supervisors of every team need not know the call
+    deadline = time.monotonic() + svc.settings.call_idle_timeout_s
+    while time.monotonic() < deadline:
+        exists, agent = await call_agent(svc, call_id)
+        if exists:
+            allowed = may_read(principal, agent, teams)
+            audit(principal, call_id, "events", allowed=allowed)
+            if not allowed:
+                await refuse_accepted(
+                    ws,
+                    CloseCode.FORBIDDEN,
+                    "forbidden",
+                    f"call {call_id} is not assigned to {principal.subject!r}",
+                )
+            return allowed
+        try:
+            message = await asyncio.wait_for(ws.receive(), 0.5)
+        except TimeoutError:
+            continue
+        if message["type"] == "websocket.disconnect":
+            return False
+        if '"ping"' in (message.get("text") or ""):
+            await ws.send_text('{"type":"pong"}')
+    await refuse_accepted(ws, CloseCode.FORBIDDEN, "forbidden", f"call {call_id} was not opened in time")
+    return False
 
 
 @router.websocket("/v1/calls/{call_id}/events")
@@ -296,6 +359,9 @@ async def call_events(ws: WebSocket, call_id: str) -> None:
     except ValueError:
         after = 0
     await ws.accept()
+    if not await _events_access(ws, svc, principal, call_id):
+        return
+    expiry = close_on_expiry(ws, principal)
     sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
     svc.metrics.clients.labels("events").inc()
     last = after
@@ -315,6 +381,8 @@ async def call_events(ws: WebSocket, call_id: str) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        if expiry is not None:
+            await _stop(expiry)
         if pump is not None:
             await _stop(pump)
         svc.bus.unsubscribe(sub)
@@ -330,17 +398,33 @@ async def alerts(ws: WebSocket) -> None:
         return
     svc = _service(ws)
     await ws.accept()
+    expiry = close_on_expiry(ws, principal)
     sub = svc.bus.subscribe(ALERTS_TOPIC, maxsize=10_000)
     svc.metrics.clients.labels("alerts").inc()
+    agents: dict[str, str | None] = {}
+
+    async def visible(call_id: str) -> bool:
+        """Only the alerts of the supervisor's teams' calls (all of them when teams are not used)."""
+        if may_read(principal, None, svc.settings.agent_teams):
+            return True
+        if call_id not in agents:
+            agents[call_id] = (await call_agent(svc, call_id))[1]
+        return may_read(principal, agents[call_id], svc.settings.agent_teams)
+
     sent: set[tuple[str, bool]] = set()
     replay = await _alerts_since(svc, ws.query_params.get("after", ""))
     last = parse_cursor(replay[-1].cursor) if replay else parse_cursor(ws.query_params.get("after", ""))
     if not replay and not _cursor_kept(await svc.bus.history(ALERTS_TOPIC), last):
         last = None  # no cursor, or one older than what is kept: start from the open alerts
         for data in svc.alerts.open_alerts():
+            if not await visible(str(data.get("call_id"))):
+                continue
             sent.add((data["id"], bool(data.get("update"))))
             await ws.send_text(json.dumps(data))
     for msg in replay:
+        d = json.loads(msg.data)
+        if "call_id" in d and not await visible(str(d["call_id"])):
+            continue
         await ws.send_text(_with_cursor(msg.data, msg.cursor))
     if svc.pipeline.degradation.features:  # the service is behind now: say so before anything new
         await ws.send_text(encode(svc.pipeline.service_degraded()))
@@ -357,11 +441,12 @@ async def alerts(ws: WebSocket) -> None:
             pos = parse_cursor(msg.cursor)  # None: a reply on this socket only (pong, error)
             if last is not None and pos is not None and pos <= last:
                 continue  # already sent from history
-            if sent:
-                d = json.loads(msg.data)
-                if d.get("type") == "alert" and (d.get("id"), bool(d.get("update"))) in sent:
-                    sent.discard((d["id"], bool(d.get("update"))))
-                    continue
+            d = json.loads(msg.data)
+            if "call_id" in d and not await visible(str(d["call_id"])):
+                continue  # replies to this socket (pong, error) have no call
+            if sent and d.get("type") == "alert" and (d.get("id"), bool(d.get("update"))) in sent:
+                sent.discard((d["id"], bool(d.get("update"))))
+                continue
             await ws.send_text(_with_cursor(msg.data, msg.cursor))
 
     task = asyncio.create_task(pump(), name=f"alerts-pump-{uuid.uuid4().hex[:6]}")
@@ -370,12 +455,16 @@ async def alerts(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            reply = await supervisor_frame(svc, message.get("text") or "", subject=principal.subject)
+            reply = await supervisor_frame(
+                svc, message.get("text") or "", subject=principal.subject, may_ack=visible
+            )
             if reply is not None:
                 sub.put_local(reply)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        if expiry is not None:
+            await _stop(expiry)
         await _stop(task)
         svc.bus.unsubscribe(sub)
         svc.metrics.clients.labels("alerts").dec()

@@ -1,32 +1,39 @@
-"""HMAC-signed bearer tokens with a role, checked only when ``ASSISTANT_AUTH_SECRET`` is set.
+"""Bearer tokens: standard JWTs (HS256, ``pyjwt``) with a role, checked only when ``ASSISTANT_AUTH_SECRET`` is set.
 
-A token is ``base64url(payload).base64url(hmac_sha256(secret, payload))`` where the payload is
-``{"sub": ..., "role": ..., "iat": ..., "exp": ...}`` as JSON.
+Claims: ``sub`` (who: an agent id, a service name), ``role`` (one of ``Role``), ``teams`` (the teams a
+supervisor oversees or an agent belongs to; optional), ``iat``, ``exp`` and ``iss`` (``callcenter-assistant``).
+Any JWT library can issue or read them with the same secret; ``exp`` is required.
 
 Example:
-    >>> tok = issue_token("s3cret", role="agent", subject="agent-7", ttl_s=60)
-    >>> verify_token("s3cret", tok).role
-    'agent'
+    >>> secret = "s" * 32
+    >>> tok = issue_token(secret, role="supervisor", subject="sup-7", teams=["billing"], ttl_s=60)
+    >>> p = verify_token(secret, tok)
+    >>> p.role.value, p.teams
+    ('supervisor', ('billing',))
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import jwt
+
 from assistant.errors import AssistantError, InvalidInputError
+
+ISSUER = "callcenter-assistant"
+ALGORITHM = "HS256"
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash; pyjwt warns below this.
+MIN_SECRET_BYTES = 32
 
 
 class Role(StrEnum):
     SOURCE = "source"  # the ASR/telephony side: streams chunks
-    AGENT = "agent"  # reads a call's events, gives feedback
-    SUPERVISOR = "supervisor"  # alerts, every call, incident reports
-    TRAINER = "trainer"  # reads calls, reports and feedback
+    AGENT = "agent"  # reads the calls assigned to them, gives feedback
+    SUPERVISOR = "supervisor"  # alerts, their teams' calls, incident reports
+    TRAINER = "trainer"  # reads redacted records and feedback
     ADMIN = "admin"  # everything
 
 
@@ -42,58 +49,90 @@ class PermissionDenied(AssistantError):
 class Principal:
     subject: str
     role: Role
+    teams: tuple[str, ...] = ()
+    expires_at: float | None = None  # Unix time; None: never (auth disabled)
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
 
 
 ANONYMOUS = Principal(subject="anonymous", role=Role.ADMIN)  # auth disabled: everything is allowed
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def check_secret(secret: str) -> None:
+    """Raise InvalidInputError when a non-empty secret is too short to sign HS256 tokens safely."""
+    if secret and len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise InvalidInputError(
+            f"ASSISTANT_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
+    out = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+    for v in out:
+        if len(v) > 128 or not v.isprintable():
+            raise InvalidInputError(f"{what} {v[:40]!r}: use 1-128 printable characters")
+    return out
 
 
-def _sign(secret: str, payload: bytes) -> bytes:
-    return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).digest()
-
-
-def issue_token(secret: str, *, role: str, subject: str, ttl_s: int = 12 * 3600) -> str:
-    """A signed token for ``subject`` with ``role``, valid for ``ttl_s`` seconds."""
+def issue_token(
+    secret: str,
+    *,
+    role: str,
+    subject: str,
+    teams: Iterable[str] = (),
+    ttl_s: int = 12 * 3600,
+    now: float | None = None,
+) -> str:
+    """A signed JWT for ``subject`` with ``role`` (and ``teams``), valid for ``ttl_s`` seconds."""
     if not secret:
         raise InvalidInputError("no secret: set ASSISTANT_AUTH_SECRET to issue tokens")
+    check_secret(secret)
     try:
         r = Role(role)
     except ValueError as e:
         raise InvalidInputError(f"unknown role {role!r}; expected one of {[x.value for x in Role]}") from e
-    if not subject or len(subject) > 128:
+    if not subject.strip():
         raise InvalidInputError("subject must be 1-128 characters (an agent or service id)")
-    iat = int(time.time())
-    payload = json.dumps({"sub": subject, "role": r.value, "iat": iat, "exp": iat + ttl_s}).encode()
-    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+    (sub,) = _names([subject], "subject")
+    if ttl_s < 1:
+        raise InvalidInputError(f"ttl must be >= 1 second, got {ttl_s}")
+    iat = int(time.time() if now is None else now)
+    claims: dict[str, object] = {"sub": sub, "role": r.value, "iat": iat, "exp": iat + ttl_s, "iss": ISSUER}
+    team_list = _names(teams, "team")
+    if team_list:
+        claims["teams"] = list(team_list)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def verify_token(secret: str, token: str, *, at: float | None = None) -> Principal:
     """The principal of a valid token; raise AuthError when it is malformed, forged or expired."""
     try:
-        body, sig = token.split(".")
-        payload = _unb64(body)
-        given = _unb64(sig)
-    except ValueError as e:
-        raise AuthError("malformed token; get one with `assistant token issue`") from e
-    if not hmac.compare_digest(given, _sign(secret, payload)):
-        raise AuthError("token signature does not match this server's ASSISTANT_AUTH_SECRET")
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],  # never "none", never an algorithm the token picks
+            issuer=ISSUER,
+            options={"require": ["exp", "sub", "iat"], "verify_exp": False},
+        )
+    except jwt.InvalidSignatureError as e:
+        raise AuthError("token signature does not match this server's ASSISTANT_AUTH_SECRET") from e
+    except jwt.PyJWTError as e:
+        raise AuthError(f"invalid token ({type(e).__name__}); get one with `assistant token issue`") from e
     try:
-        claims = json.loads(payload)
         role = Role(claims["role"])
         subject = str(claims["sub"])
         exp = float(claims["exp"])
+        teams = claims.get("teams", [])
+        if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+            raise TypeError("teams must be a list of strings")
     except (ValueError, KeyError, TypeError) as e:
-        raise AuthError("token payload is not valid; issue a new token") from e
+        raise AuthError("token claims are not valid (role, sub, exp, teams); issue a new token") from e
+    # Checked here rather than by pyjwt so that tests and long-lived sockets can pass their own clock.
     if (time.time() if at is None else at) >= exp:
         raise AuthError("token expired; issue a new one with `assistant token issue`")
-    return Principal(subject=subject, role=role)
+    return Principal(subject=subject, role=role, teams=tuple(teams), expires_at=exp)
 
 
 def require(principal: Principal, *roles: Role) -> None:

@@ -116,6 +116,25 @@ class Settings(BaseSettings):
         default=12 * 3600, ge=60, description="lifetime of tokens from `assistant token`"
     )
 
+    # Security and limits (issue 17)
+    # Browser pages that may open the WebSockets: exact origins such as https://desk.example.com. Empty: the
+    # service's own origin only (the Host header). Clients that send no Origin (ASR bridges, CLIs) are let in.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Teams of agents, for supervisors' access: {"agent-7": ["billing"], ...} (JSON in the variable). A
+    # supervisor reads the calls of agents in the teams of their token (`token issue --team`). Empty: teams are
+    # not used and every supervisor reads every call.
+    agent_teams: dict[str, list[str]] = Field(default_factory=dict)
+    max_seq_jump: int = Field(
+        default=100_000, ge=1, description="a chunk's seq may be at most this far ahead of the next expected"
+    )
+    max_frame_bytes: int = Field(default=65_536, ge=1024, description="largest inbound WebSocket frame")
+    max_json_depth: int = Field(default=16, ge=2, description="deepest nesting of an inbound JSON frame")
+    max_request_bytes: int = Field(default=262_144, ge=1024, description="largest HTTP request body")
+    max_context_items: int = Field(default=20, ge=0, description="context turns POST /v1/analyze accepts")
+    # Store ops held in memory while the database refuses writes; written when it is back (writer.py).
+    store_buffer_max: int = Field(default=200_000, ge=100)
+    store_retry_s: float = Field(default=1.0, gt=0, description="wait between writes to a failing store")
+
     # Call guidance: the policy files (validated at start-up) and how incident records name customers
     call_stages_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "call-stages.yaml"
     abuse_protocol_file: Path = PROJECT_ROOT / "knowledge_base" / "policies" / "abuse-protocol.yaml"
@@ -146,6 +165,18 @@ class Settings(BaseSettings):
     degraded_recover_s: float = Field(
         default=5.0, gt=0, description="a feature counts as recovered after this long without falling behind"
     )
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _check_secret(cls, v: str) -> str:
+        from assistant.auth import MIN_SECRET_BYTES
+
+        if v and len(v.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be empty (no authentication) or at least {MIN_SECRET_BYTES} bytes; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return v
 
     @field_validator("database_url")
     @classmethod

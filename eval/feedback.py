@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from assistant.calls.redaction import redact
 from assistant.store import Store
 from assistant.store.records import CallRecord, FeedbackRecord
 
@@ -53,7 +54,7 @@ def feedback_rows(
                 "seq": utterance.seq,
                 "procedure_id": fb.procedure_id,
                 "step_index": fb.step_index,
-                "comment": fb.comment,
+                "comment": redact(fb.comment).text if fb.comment else fb.comment,
                 "feedback_id": fb.id,
             }
         )

@@ -34,8 +34,11 @@ def _discard(_: str) -> None:
     """Acks of the in-process source go nowhere: the events reach sidebars through the bus."""
 
 
-async def replay_in_process(svc: CallService, call_id: str, chunks: list[ChunkIn], *, speed: float) -> None:
-    """Feed ``chunks`` to the service as call ``call_id``, spaced by their ``ts`` divided by ``speed``."""
+async def replay_in_process(
+    svc: CallService, call_id: str, chunks: list[ChunkIn], *, speed: float, agent: str | None = None
+) -> None:
+    """Feed ``chunks`` to the service as call ``call_id``, spaced by their ``ts`` divided by ``speed``;
+    ``agent`` (who started the demo) is the call's agent, so that they may watch it."""
     conn = object()
     task = asyncio.current_task()
 
@@ -44,7 +47,7 @@ async def replay_in_process(svc: CallService, call_id: str, chunks: list[ChunkIn
             task.cancel()
 
     try:
-        live, _ = await svc.attach_source(call_id, conn=conn, kick=kick)
+        live, _ = await svc.attach_source(call_id, conn=conn, kick=kick, agent=agent)
     except Exception:
         log.exception("demo call could not start", extra={"call_id": call_id})
         return
@@ -74,7 +77,7 @@ class DemoCalls:
         self.limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, transcript: str, *, speed: float) -> tuple[str, list[ChunkIn]]:
+    def start(self, transcript: str, *, speed: float, agent: str | None = None) -> tuple[str, list[ChunkIn]]:
         """Start replaying the named transcript as a new call; returns its call id and chunks."""
         path = demo_transcripts().get(transcript)
         if path is None:
@@ -85,7 +88,7 @@ class DemoCalls:
             raise TooManyDemos(f"{self.limit} demo calls are already running; wait for one to end")
         call_id = f"demo-{transcript[:40]}-{secrets.token_hex(3)}"
         task = asyncio.create_task(
-            replay_in_process(self.svc, call_id, chunks, speed=speed), name=f"demo-{call_id}"
+            replay_in_process(self.svc, call_id, chunks, speed=speed, agent=agent), name=f"demo-{call_id}"
         )
         self._tasks.add(task)  # keep a reference: the loop only holds weak ones
         task.add_done_callback(self._tasks.discard)

@@ -45,6 +45,10 @@ class LiveCall:
     # Events (type, seq) that a previous worker published for chunks after its last snapshot, before it died:
     # analysed again here (the state follows), but not published twice (CallEvents.emit).
     published: set[tuple[str, int]] = field(default_factory=set)
+    agent: str | None = None  # who handles the call (``?agent=`` when it was opened): who may read it
+    owner: str | None = None  # the token subject of the source that opened it: only it may stream
+    stored_seq: int = -1  # the durability watermark: accepted chunks up to here are committed
+    reply: Callable[[str], None] | None = None  # the current source's socket (for ``stored`` events)
 
     @property
     def call_id(self) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from assistant.store.writer import StoreHealth
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -85,6 +90,11 @@ class ServiceMetrics:
             registry=r,
         )
 
+    def watch_store(self, health: Callable[[], StoreHealth]) -> None:
+        """Export the store writer's health: ``assistant_store_healthy`` (0 during an outage: alert on it),
+        operations written / dropped / rejected, and failed write attempts."""
+        self.registry.register(_StoreCollector(health))
+
     def count(self, counter: Counter, label: str) -> None:
         """``counter.labels(label).inc()`` with the child looked up once: ``labels()`` costs ~10 us of
         Python per call, and the hot path counts every chunk and every event."""
@@ -93,3 +103,28 @@ class ServiceMetrics:
         if child is None:
             child = self._children[key] = counter.labels(label)
         child.inc()
+
+
+class _StoreCollector(Collector):
+    def __init__(self, health: Callable[[], StoreHealth]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.health()
+        yield GaugeMetricFamily(
+            "assistant_store_healthy",
+            "1 while the store takes writes, 0 while writes are held",
+            value=int(h.healthy),
+        )
+        ops = CounterMetricFamily(
+            "assistant_store_ops",
+            "store operations by outcome: written, dropped (lost: bad rows or a full buffer), rejected (bad rows)",
+            labels=["outcome"],
+        )
+        ops.add_metric(["written"], h.written)
+        ops.add_metric(["dropped"], h.dropped)
+        ops.add_metric(["rejected"], h.rejected)
+        yield ops
+        yield CounterMetricFamily(
+            "assistant_store_write_failures", "failed store write attempts", value=h.failures
+        )

@@ -29,7 +29,7 @@ from assistant.calls.alerts import AlertDesk
 from assistant.calls.live import CallEvents, LiveCall
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.recorder import CallRecorder, advisor_state_dict
-from assistant.calls.redaction import redact
+from assistant.calls.redaction import CallRedactor
 from assistant.calls.scheduler import (
     FEATURES,
     AdviceLane,
@@ -519,9 +519,10 @@ class AnalysisPipeline:
         The one-shot path of ``assistant.analysis``, run on an advisor thread; its red-flag pass goes
         through the service's micro-batcher like every chunk's.
         """
-        red = redact(text).text
         turns = self.settings.context_turns
-        ctx = tuple(redact(c).text for c in context[-max(1, turns) :]) if context else ()
+        redactor = CallRedactor()  # a name given in the context is redacted in the text too
+        ctx = tuple(redactor.redact(c).text for c in context[-max(1, turns) :]) if context else ()
+        red = redactor.redact(text).text
         if self._advisor_pool is None:
             raise BatcherStopped(
                 "AnalysisPipeline.analyze_once() before start(); start it in the app lifespan"

@@ -7,6 +7,7 @@ every method does nothing. Reads go to ``Store`` directly (``flush()`` first whe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from assistant.calls.session import CallSession, CallState, ChunkData
@@ -32,9 +33,15 @@ def advisor_state_dict(state: Any) -> dict[str, Any]:
 class CallRecorder:
     """Queues the rows of calls, chunks, flags, alerts, acknowledgements and suggestions."""
 
-    def __init__(self, store: Store | None, *, linger_ms: float = 0.0) -> None:
+    def __init__(
+        self, store: Store | None, *, linger_ms: float = 0.0, retry_s: float = 1.0, buffer_max: int = 200_000
+    ) -> None:
         self.store = store
-        self.writer = StoreWriter(store, linger_ms=linger_ms) if store is not None else None
+        self.writer = (
+            StoreWriter(store, linger_ms=linger_ms, retry_s=retry_s, buffer_max=buffer_max)
+            if store is not None
+            else None
+        )
 
     @property
     def backlog(self) -> int:
@@ -51,6 +58,11 @@ class CallRecorder:
             await self.writer.close()
         if self.store is not None:
             await self.store.close()
+
+    def notify(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything recorded so far is committed (never without a store)."""
+        if self.writer is not None:
+            self.writer.notify(callback)
 
     async def flush(self) -> None:
         """Wait until everything queued is written."""

@@ -34,7 +34,6 @@ from assistant.calls.live import CallEvents, LiveCall, Outcome, replay_key
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.pipeline import AnalysisPipeline
 from assistant.calls.recorder import CallRecorder
-from assistant.calls.redaction import redact
 from assistant.calls.session import CallSession, CallState, ChunkData, Gap, TranscriptLine
 from assistant.calls.snapshot import CallSnapshot, SnapshotError
 from assistant.calls.sweeper import sweep
@@ -52,6 +51,7 @@ from assistant.events.messages import (
     FlagEvent,
     GapEvent,
     ReadyEvent,
+    StoredEvent,
     TranscriptEvent,
     encode,
     is_safe_call_id,
@@ -67,6 +67,10 @@ from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 1.0
+
+
+class CallTaken(AssistantError):
+    """Another source owns this call; it cannot be taken over (close 4403)."""
 
 
 class CallEnded(AssistantError):
@@ -108,7 +112,12 @@ class CallService:
         self.bus: EventBus = bus or InProcessBus(history=settings.event_history)
         self.metrics = metrics or ServiceMetrics()
         self.webhook = webhook
-        self.recorder = CallRecorder(store, linger_ms=settings.store_linger_ms)
+        self.recorder = CallRecorder(
+            store,
+            linger_ms=settings.store_linger_ms,
+            retry_s=settings.store_retry_s,
+            buffer_max=settings.store_buffer_max,
+        )
         self.events = CallEvents(self.bus, self.metrics)
         self.calls: dict[str, LiveCall] = {}
         self.alerts = AlertDesk(
@@ -131,6 +140,9 @@ class CallService:
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False  # set by drain(): no new source, no new chunk
         self.metrics.store_backlog.set_function(lambda: self.recorder.backlog)
+        if self.recorder.writer is not None:
+            writer = self.recorder.writer
+            self.metrics.watch_store(lambda: writer.health)
 
     @property
     def store(self) -> Store | None:
@@ -179,11 +191,14 @@ class CallService:
         conn: object,
         kick: Callable[[], Awaitable[None]] | None = None,
         agent: str | None = None,
+        subject: str | None = None,
     ) -> tuple[LiveCall, ReadyEvent]:
         """Open or resume the call for a source connection; raise CallEnded for an ended call.
 
         ``agent`` (the agent's name or id, from the source) is recorded when the call is opened, for the call
-        record and the incident report.
+        record, the incident report and who may read the call. ``subject`` (the source token's subject) owns
+        the call: a connection of another subject raises CallTaken instead of taking it over; the same subject
+        may reconnect and replace its old connection (close 4409).
         """
         if self.draining:
             raise Draining("this worker is shutting down; connect to another")
@@ -203,6 +218,12 @@ class CallService:
                 live.worker = asyncio.create_task(self.pipeline.run(live), name=f"call-{call_id}")
         if live.session.state is CallState.ENDED:
             raise CallEnded(f"call {call_id} has ended; stream a new call under a new call id")
+        if live.owner is not None and subject is not None and subject != live.owner:
+            raise CallTaken(f"call {call_id} belongs to another source; stream under your own call id")
+        if live.owner is None:
+            live.owner = subject
+        if live.agent is None and agent is not None and not resumed:
+            live.agent = agent
         if live.source is not None and live.source is not conn and live.kick is not None:
             old_kick = live.kick
             live.source = None
@@ -213,7 +234,11 @@ class CallService:
         self._count_live()
         log.info("source attached", extra={"call_id": call_id, "last_seq": live.session.last_seq})
         ready = ReadyEvent(
-            call_id=call_id, last_seq=live.session.last_seq, state=live.session.state.value, resumed=resumed
+            call_id=call_id,
+            last_seq=live.session.last_seq,
+            stored_seq=live.stored_seq,
+            state=live.session.state.value,
+            resumed=resumed,
         )
         return live, ready
 
@@ -248,6 +273,8 @@ class CallService:
         s, stored, snap = live.session, found.stored, found.snapshot
         if stored is None:
             self.recorder.call_opened(live.call_id, agent=None, if_absent=True)
+        else:
+            live.stored_seq = stored.last_seq  # what the store holds is committed (the durability watermark)
         lines = {
             c.seq: TranscriptLine(c.seq, c.speaker, c.text, c.call_ts)
             for c in (stored.chunks if stored else [])
@@ -336,7 +363,7 @@ class CallService:
         self.metrics.connected_calls.dec()
         if live.source is not conn:
             return  # replaced by a newer connection
-        live.source, live.kick = None, None
+        live.source, live.kick, live.reply = None, None, None
         if live.session.state is CallState.LIVE:
             live.session.transition(CallState.DETACHED)
             live.detached_at = time.monotonic()
@@ -348,6 +375,7 @@ class CallService:
             call_id,
             reorder_window=s.reorder_window,
             reorder_timeout_s=s.reorder_timeout_ms / 1000.0,
+            max_seq_jump=s.max_seq_jump,
             context_turns=s.context_turns,
             half_life_s=s.severity_half_life_s,
             turn_decay=s.severity_turn_decay,
@@ -377,6 +405,7 @@ class CallService:
         """One validated chunk from the source: redact, sequence, ack, publish and queue what is in order."""
         received = time.perf_counter() if received is None else received
         out = Outcome(reply=reply)
+        live.reply = reply
         s = live.session
         limit = self.settings.max_chunk_chars
         if len(chunk.text) > limit:
@@ -400,7 +429,7 @@ class CallService:
         data = ChunkData(
             seq=chunk.seq,
             speaker=chunk.speaker,
-            text=redact(chunk.text).text,
+            text=s.redactor.redact(chunk.text).text,
             is_final=chunk.is_final,
             ts=chunk.ts,
             received=received,
@@ -456,6 +485,18 @@ class CallService:
             await self.events.emit(live, _transcript(call_id, chunk))
             self.recorder.chunk(call_id, chunk)
             live.queue.put_nowait(chunk)
+        if ready:
+            top = ready[-1].seq
+            self.recorder.notify(lambda: self._stored(live, top))
+
+    @staticmethod
+    def _stored(live: LiveCall, seq: int) -> None:
+        """The chunks up to ``seq`` are committed: tell the source (it may forget them)."""
+        if seq <= live.stored_seq:
+            return
+        live.stored_seq = seq
+        if live.reply is not None:
+            live.reply(encode(StoredEvent(call_id=live.call_id, seq=seq)))
 
     def _arm_gap_timer(self, live: LiveCall) -> None:
         deadline = live.session.gap_deadline
@@ -485,8 +526,8 @@ class CallService:
         if s.state is CallState.ENDED:
             return
         if s.pending_count:
-            s.gap_deadline = time.monotonic()
-            await self._expire_gap(live)
+            held = s.release_all()
+            await self._release(live, held.gaps, held.ready)
         if live.gap_timer is not None:
             live.gap_timer.cancel()
             live.gap_timer = None

@@ -6,6 +6,10 @@ duplicate and ignored; with other text it is an error (``seq_backwards``). A chu
 expected seq is acknowledged with ``buffered: true`` and held; when the missing seq arrives the held chunks
 are processed in order. When more than ``reorder_window`` chunks are held, or the oldest hole is older than
 ``reorder_timeout_ms``, the missing seqs are skipped with a ``gap`` event and never processed later.
+A seq above ``MAX_SEQ`` (2^53 - 1: exact in JavaScript and in SQLite's 64-bit integer) or more than
+``max_seq_jump`` ahead of the next expected one is refused with an error, not held: a hole is remembered as
+one range, never as a set of the missing seqs, so the memory a call holds is O(reorder window) whatever seqs
+it is sent.
 Partial chunks (``is_final: false``) only update the live transcript line; the final chunk with the same seq
 replaces them and is the one analysed.
 
@@ -24,10 +28,13 @@ from enum import Enum
 from typing import Any
 
 from assistant.calls.episode import EpisodeTracker
+from assistant.calls.redaction import CallRedactor
 from assistant.calls.severity import CallSeverity
 from assistant.errors import InvalidInputError
 from assistant.guidance.live import CallGuidance
 from assistant.types import Speaker
+
+MAX_SEQ = 2**53 - 1  # the largest seq accepted (docs/protocol.md)
 
 
 class CallState(Enum):
@@ -101,6 +108,7 @@ class CallSession:
         *,
         reorder_window: int = 32,
         reorder_timeout_s: float = 1.5,
+        max_seq_jump: int = 100_000,
         context_turns: int = 3,
         half_life_s: float = 60.0,
         turn_decay: float = 0.75,
@@ -111,6 +119,7 @@ class CallSession:
         self.last_seq = -1
         self.reorder_window = reorder_window
         self.reorder_timeout_s = reorder_timeout_s
+        self.max_seq_jump = max_seq_jump
         self.gap_deadline: float | None = None
         self.transcript: list[TranscriptLine] = []
         self.partials: dict[int, TranscriptLine] = {}
@@ -124,9 +133,10 @@ class CallSession:
         self.flag_counts: dict[str, int] = {}
         self.alert_ids: dict[int, str] = {}  # episode -> alert id
         self.end_reason = ""
+        self.redactor = CallRedactor()  # remembers names given in the call, to redact later mentions
         self._pending: dict[int, ChunkData] = {}
         self._seen: dict[int, bytes] = {}
-        self._skipped: set[int] = set()
+        self._started = False  # a first seq was fixed (accepted, or skipped to by a gap)
         self._eid = 0
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -149,6 +159,7 @@ class CallSession:
         self.transcript = list(lines)
         for line in lines:
             self._seen[line.seq] = _digest(line.text, line.speaker)
+        self._started = last_seq >= 0 or bool(lines)
         self._eid = max(self._eid, last_eid)
 
     # ---- ingest --------------------------------------------------------------------------------------
@@ -157,14 +168,30 @@ class CallSession:
         return len(self._pending)
 
     def _expected(self, seq: int) -> int:
-        if self.last_seq >= 0 or self._seen or self._skipped:
+        if self._started or self.last_seq >= 0 or self._seen:
             return self.last_seq + 1
         return seq if seq <= 1 else 0  # a call starts at seq 0 or 1
+
+    def _out_of_range(self, seq: int) -> tuple[str, str] | None:
+        """Why ``seq`` can never be held, or None. Checked before anything is stored for it."""
+        if seq < 0 or seq > MAX_SEQ:
+            return ("seq_out_of_range", f"seq {seq} is outside 0..{MAX_SEQ}")
+        expected = self._expected(seq)
+        if seq > expected + self.max_seq_jump:
+            return (
+                "seq_too_far_ahead",
+                f"seq {seq} is {seq - expected} ahead of the next expected seq {expected}; at most "
+                f"{self.max_seq_jump} (ASSISTANT_MAX_SEQ_JUMP) may be skipped",
+            )
+        return None
 
     def ingest(self, chunk: ChunkData, *, now: float) -> IngestResult:
         """Accept one chunk (already redacted); say what to acknowledge and what is ready to process."""
         if self.state is CallState.ENDED:
             return IngestResult(chunk.seq, chunk.is_final, error=("call_ended", "the call has ended"))
+        refused = self._out_of_range(chunk.seq)
+        if refused is not None:
+            return IngestResult(chunk.seq, chunk.is_final, error=refused)
         if not chunk.is_final:
             return self._ingest_partial(chunk)
         res = IngestResult(chunk.seq, True)
@@ -184,7 +211,7 @@ class CallSession:
                 )
             return res
         expected = self._expected(seq)
-        if seq in self._skipped or seq < expected:
+        if seq < expected:
             res.error = (
                 "seq_backwards",
                 f"seq {seq} is behind the stream (next expected {expected}); "
@@ -216,17 +243,30 @@ class CallSession:
             self._reset_deadline(now)
         return res
 
+    def release_all(self) -> IngestResult:
+        """The call ends: skip every remaining hole (``gap`` with reason ``end``) and process all that is held."""
+        res = IngestResult(self.last_seq, True)
+        while self._pending:
+            self._skip_to_next(res, "end")
+            self._drain(res)
+        self.gap_deadline = None
+        return res
+
     def _ingest_partial(self, chunk: ChunkData) -> IngestResult:
         res = IngestResult(chunk.seq, False)
         if chunk.seq in self._seen or chunk.seq in self._pending or chunk.seq <= self.last_seq:
             res.duplicate = True  # the final chunk is in; a late partial changes nothing
             return res
         self.partials[chunk.seq] = TranscriptLine(chunk.seq, chunk.speaker, chunk.text, chunk.ts)
+        # Live lines of seqs far ahead are not kept for ever: at most a window's worth, the newest seqs.
+        while len(self.partials) > self.reorder_window:
+            del self.partials[min(self.partials)]
         res.partial = chunk
         return res
 
     def _accept(self, chunk: ChunkData, digest: bytes, res: IngestResult) -> None:
         self._seen[chunk.seq] = digest
+        self._started = True
         self.last_seq = chunk.seq
         self.partials.pop(chunk.seq, None)
         self.transcript.append(TranscriptLine(chunk.seq, chunk.speaker, chunk.text, chunk.ts))
@@ -240,9 +280,11 @@ class CallSession:
         first_held = min(self._pending)
         first_missing = self.last_seq + 1 if (self.last_seq >= 0 or self._seen) else first_held
         if first_missing < first_held:
-            self._skipped.update(range(first_missing, first_held))
             res.gaps.append(Gap(first_missing, first_held - 1, reason))
+        self._started = True
         self.last_seq = first_held - 1
+        for seq in [s for s in self.partials if s < first_held]:
+            del self.partials[seq]  # live lines of skipped seqs will never be final
 
     def _reset_deadline(self, now: float) -> None:
         self.gap_deadline = now + self.reorder_timeout_s if self._pending else None

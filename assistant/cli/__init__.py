@@ -46,10 +46,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from assistant.logs import configure_logging
+
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING)  # redacted at every level
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -1,8 +1,15 @@
-"""`assistant serve [--host H] [--port P]`: run the streaming service with uvicorn."""
+"""`assistant serve [--host H] [--port P] [--insecure]`: run the streaming service with uvicorn.
+
+Without ASSISTANT_AUTH_SECRET the service is open (every caller is an admin): it then only binds to a
+loopback address (127.0.0.1, ::1, localhost) and warns; on any other host it refuses to start unless
+``--insecure`` says that is really meant (a lab network, a container behind an authenticating proxy).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the keyword analyzer and rule advisor instead of the shipped models (demo without models)",
     )
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow serving without ASSISTANT_AUTH_SECRET on a non-loopback address (everyone is admin)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -24,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.api.app import create_app
     from assistant.api.server import DrainingServer
     from assistant.errors import InvalidInputError
+    from assistant.logs import uvicorn_log_config
     from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
     from assistant.settings import get_settings, load_settings
 
@@ -38,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.fake_models:
         overrides["use_fake_models"] = True
     settings = load_settings(**overrides) if overrides else base
+    check_open_mode(settings.host, has_secret=bool(settings.auth_secret), insecure=args.insecure)
     limit_malloc_arenas(settings.malloc_arena_max)
     limit_onednn_cache(settings.onednn_cache_capacity)
     raise_open_files_limit()  # two sockets per live call
@@ -47,7 +61,43 @@ def _run(args: argparse.Namespace) -> int:
         flush=True,
     )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=args.log_level, ws_max_size=1 << 22
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        log_config=uvicorn_log_config(),
+        # uvicorn refuses frames over this with close 1009; ours (ASSISTANT_MAX_FRAME_BYTES) get an error
+        # event first, on a socket that stays open.
+        ws_max_size=max(1 << 20, 4 * settings.max_frame_bytes),
     )
     DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()  # SIGTERM drains live calls first
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_open_mode(host: str, *, has_secret: bool, insecure: bool) -> None:
+    """Refuse an open (no secret) service on a non-loopback address unless ``insecure``; warn otherwise."""
+    from assistant.errors import ConfigurationError
+
+    if has_secret:
+        return
+    if not is_loopback(host) and not insecure:
+        raise ConfigurationError(
+            f"refusing to serve on {host} without authentication: set ASSISTANT_AUTH_SECRET (and issue "
+            "tokens with `assistant token issue`), bind to 127.0.0.1, or pass --insecure if an open service "
+            "on this network is really meant"
+        )
+    where = "on loopback only" if is_loopback(host) else f"on {host} (--insecure)"
+    print(
+        f"WARNING: authentication is OFF (ASSISTANT_AUTH_SECRET is not set): every caller is admin, {where}",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -27,6 +27,7 @@ class CloseCode(IntEnum):
     """Every WebSocket close code the server uses, in one place."""
 
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
+    INTERNAL_ERROR = 1011  # an unexpected server error on this socket; reconnect and resume
     SERVICE_RESTART = 1012  # this worker is shutting down (drained): reconnect, to any worker, and resume
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
@@ -41,16 +42,24 @@ class ErrorReason(StrEnum):
     """Machine-readable ``reason`` of an ``error`` event."""
 
     MALFORMED_JSON = "malformed_json"
+    FRAME_TOO_LARGE = "frame_too_large"  # over ASSISTANT_MAX_FRAME_BYTES
+    TOO_DEEP = "too_deep"  # JSON nested deeper than ASSISTANT_MAX_JSON_DEPTH
+    INVALID_TEXT = "invalid_text"  # a string that is not valid Unicode (a lone surrogate such as \ud800)
     NOT_AN_OBJECT = "not_an_object"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_CHUNK = "invalid_chunk"  # missing or badly typed fields
     TEXT_TOO_LONG = "text_too_long"
     SEQ_BACKWARDS = "seq_backwards"  # seq already used with other text, or skipped by a gap
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"  # above MAX_SEQ (2^53 - 1)
+    SEQ_TOO_FAR_AHEAD = "seq_too_far_ahead"  # more than ASSISTANT_MAX_SEQ_JUMP ahead of the next expected
     CALL_ID_MISMATCH = "call_id_mismatch"
     BAD_CALL_ID = "bad_call_id"
     UNKNOWN_ALERT = "unknown_alert"
     ANALYSIS_FAILED = "analysis_failed"
     CALL_ENDED = "call_ended"
+    CALL_TAKEN = "call_taken"  # the call belongs to another source (close 4403)
+    FORBIDDEN = "forbidden"  # the token may not use this socket or this call (close 4403)
+    TOKEN_EXPIRED = "token_expired"  # the socket's token expired (close 4401)
 
 
 # ---- inbound ---------------------------------------------------------------------------------------------
@@ -67,7 +76,7 @@ class ChunkIn(BaseModel):
     speaker: Literal["customer", "agent"]
     text: str = Field(strict=True)
     is_final: bool = Field(default=True, strict=True)
-    ts: float | None = Field(default=None, ge=0)
+    ts: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class AlertAckIn(BaseModel):
@@ -106,6 +115,7 @@ class ReadyEvent(Event):
     type: Literal["ready"] = "ready"
     call_id: str
     last_seq: int  # highest seq processed in order; resume with last_seq + 1 (-1: none yet)
+    stored_seq: int = -1  # every accepted chunk up to this seq is in the database (see StoredEvent)
     state: str
     resumed: bool
 
@@ -116,6 +126,15 @@ class AckEvent(Event):
     is_final: bool = True
     duplicate: bool = False
     buffered: bool = False  # held until the missing seqs before it arrive (see the gap rule)
+
+
+class StoredEvent(Event):
+    """Sent to the source: every chunk it sent up to ``seq`` that was accepted is now in the database, so the
+    source may forget them. An ``ack`` only says a chunk was received (it is held in memory)."""
+
+    type: Literal["stored"] = "stored"
+    call_id: str
+    seq: int
 
 
 class ErrorEvent(Event):
@@ -227,7 +246,7 @@ class GapEvent(CallEvent):
     type: Literal["gap"] = "gap"
     first_missing: int
     last_missing: int
-    reason: str  # "timeout" or "window"
+    reason: str  # "timeout", "window" or "end" (the call ended with chunks held)
 
 
 class ProcessedEvent(CallEvent):

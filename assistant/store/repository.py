@@ -288,6 +288,10 @@ class Store:
         # the SQLite thread: at 500 calls that was ~14% of a core on the loop thread and doubled the p95.
         self._sync_writes: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
+        # A SQLite file, and the (device, inode) it had at start: the writer refuses to write when the file is
+        # gone or replaced, because an open connection would write to the deleted file without an error.
+        self.sqlite_path: Path | None = None
+        self.sqlite_identity: tuple[int, int] | None = None
 
     @property
     def started(self) -> bool:
@@ -327,8 +331,17 @@ class Store:
                 )
                 event.listen(self._sync_writes, "connect", _sqlite_pragmas)
                 self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writes")
+                self.sqlite_path = Path(database)
         if migrate:
             await self.migrate()
+        if self.sqlite_path is not None and self.sqlite_path.exists():
+            st = self.sqlite_path.stat()
+            self.sqlite_identity = (st.st_dev, st.st_ino)
+
+    def reset_connections(self) -> None:
+        """Drop pooled write connections (after a failure): the next write opens the database afresh."""
+        if self._sync_writes is not None:
+            self._sync_writes.dispose()
 
     async def close(self) -> None:
         if self._write_thread is not None:
@@ -402,6 +415,12 @@ class Store:
         async with self.engine.connect() as conn:
             got = await conn.execute(select(m.Call.id).where(m.Call.id == call_id))
             return got.first() is not None
+
+    async def call_agent(self, call_id: str) -> tuple[bool, str | None]:
+        """(the call exists, the agent recorded when it was opened): who may read it."""
+        async with self.engine.connect() as conn:
+            got = (await conn.execute(select(m.Call.agent).where(m.Call.id == call_id))).first()
+            return (False, None) if got is None else (True, got.agent)
 
     async def resume_state(self, call_id: str) -> ResumeState | None:
         """Status, last seq and eid and the last 20 chunks of a stored call, or None when unknown."""

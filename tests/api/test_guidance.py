@@ -244,7 +244,9 @@ def test_guidance_incident_report_is_for_supervisors_when_auth_is_on(auth_client
         url, json={"supervisor_involved": True}, headers=_h("supervisor", "sup-3")
     ).json()
     assert edited["edits"][0]["by"] == "sup-3"
-    assert auth_client.get("/v1/calls/g-auth/qa", headers=_h("agent")).status_code == 200
+    # The call's own agent reads its QA; another agent may not (per-call access, issue 17).
+    assert auth_client.get("/v1/calls/g-auth/qa", headers=_h("agent", "agent-7")).status_code == 200
+    assert auth_client.get("/v1/calls/g-auth/qa", headers=_h("agent")).status_code == 403
     assert auth_client.get("/v1/reports/supervisor?since=2000-01-01", headers=_h("agent")).status_code == 403
 
 

@@ -14,7 +14,7 @@ from assistant.auth import issue_token
 from assistant.events.messages import CloseCode
 from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789abcdefghijklmnop"  # 32+ bytes, a throwaway
 
 
 def _stream_one(client: TestClient, call_id: str, text: str, **kw: object) -> None:

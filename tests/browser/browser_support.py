@@ -32,7 +32,9 @@ def browser_settings(var_dir: Path, **overrides: object) -> Settings:
     return make_settings(var_dir, db_name="browser.db", **overrides)
 
 
-AUTH_SECRET = "browser-test-secret"  # a throwaway secret for the auth test server, never a real one
+AUTH_SECRET = (
+    "browser-test-secret-0123456789abcdef"  # a throwaway secret for the auth test server, never a real one
+)
 
 # A small evaluation report in the format of `assistant eval redflags --json`, for the trainer page.
 FAKE_REPORT: dict[str, Any] = {

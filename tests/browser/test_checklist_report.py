@@ -18,7 +18,7 @@ from assistant.auth import issue_token
 from assistant.eval.checklist import load_cases, run_suite
 from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
-SECRET = "checklist-test-secret"  # a throwaway secret for this test's app, never a real one
+SECRET = "checklist-test-secret-0123456789abcdef"  # a throwaway secret for this test's app, never a real one
 
 
 class _Model:

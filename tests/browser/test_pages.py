@@ -261,7 +261,7 @@ def test_pages_pass_the_token_to_sockets_and_fetches(browser: Any, auth_server: 
         page = ctx.new_page()
         page.goto(f"{auth_server.url}/agent?call={call}&token={agent}")
         page.wait_for_selector(".conn[data-state=live]")
-        with connect(f"{auth_server.ws_url}/v1/calls/{call}/stream?token={source_token}") as ws:
+        with connect(f"{auth_server.ws_url}/v1/calls/{call}/stream?agent=agent-7&token={source_token}") as ws:
             ws.recv(timeout=5)
             ws.send(json.dumps({"seq": 1, "speaker": "customer", "text": "my bill is wrong, you idiot"}))
             page.wait_for_selector(".line[data-seq='1'] mark.flagged")

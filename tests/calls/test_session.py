@@ -57,3 +57,14 @@ def test_session_state_machine_rejects_bad_transitions() -> None:
     with pytest.raises(InvalidTransition):
         s.transition(CallState.LIVE)
     assert s.ingest(_c(1), now=0).error is not None
+
+
+def test_session_call_end_releases_chunks_behind_several_holes() -> None:
+    """Chunks held behind two holes are all processed when the call ends (one gap event per hole)."""
+    s = CallSession("c", reorder_window=8)
+    s.ingest(_c(0), now=0)
+    s.ingest(_c(2), now=0)
+    s.ingest(_c(5), now=0)
+    r = s.release_all()
+    assert [c.seq for c in r.ready] == [2, 5]
+    assert [(g.first_missing, g.last_missing, g.reason) for g in r.gaps] == [(1, 1, "end"), (3, 4, "end")]
