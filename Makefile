@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test test-fast check bench train kb clean
+.PHONY: install run run-cluster cluster-services test test-cluster test-fast check bench train kb clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,30 @@ install: $(STAMP)
 run: install
 	$(BIN)/assistant serve
 
+# Several workers on this machine: Redis, PostgreSQL, WORKERS x `assistant serve` and nginx (README: "Several
+# workers"). Data and logs under var/cluster/. Ctrl-C stops everything. CLUSTER_ARGS: e.g. --fake-models.
+WORKERS ?= 2
+CLUSTER_ARGS ?=
+run-cluster: install cluster-services
+	$(BIN)/assistant cluster --workers $(WORKERS) $(CLUSTER_ARGS)
+
+# The Debian packages of the servers the cluster (and its tests) run, installed when missing.
+cluster-services:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		echo "installing$$missing (apt-get)"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 test: install
 	$(BIN)/python -m pytest -q
+
+test-cluster: install cluster-services
+	$(BIN)/python -m pytest -q -m cluster
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -35,6 +35,7 @@ from .guidance import router as guidance_router
 from .limits import BodyLimit, validation_error
 from .pages import router as pages_router
 from .procedures import router as procedures_router
+from .readiness import router as readiness_router
 from .routes import router as http_router
 from .streams import router as ws_router
 
@@ -46,7 +47,7 @@ def load_analyzer(settings: Settings) -> RedFlagAnalyzer:
     if settings.use_fake_models:
         from assistant.testing import KeywordAnalyzer
 
-        return KeywordAnalyzer()
+        return KeywordAnalyzer(model_ms=settings.fake_model_ms)
     from assistant.redflags.classifier import load_classifier
 
     clf = load_classifier(settings)
@@ -137,5 +138,6 @@ def create_app(
     app.include_router(ws_router)
     app.include_router(pages_router)
     app.include_router(procedures_router)
+    app.include_router(readiness_router)
     app.include_router(guidance_router)
     return app

@@ -10,7 +10,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -18,8 +19,15 @@ from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
 from assistant.calls.live import LiveCall, Outcome
 from assistant.calls.redaction import redact
-from assistant.calls.service import CallEnded, CallService, CallTaken
-from assistant.events.bus import ALERTS_TOPIC, Subscription, call_topic
+from assistant.calls.service import CallEnded, CallService, CallTaken, Draining
+from assistant.events.bus import (
+    ALERTS_TOPIC,
+    BusMessage,
+    Subscription,
+    after_cursor,
+    call_topic,
+    parse_cursor,
+)
 from assistant.events.frames import FrameError, parse_frame, preview
 from assistant.events.messages import (
     AlertAckIn,
@@ -123,7 +131,7 @@ async def supervisor_frame(
     return None
 
 
-# ---- sockets ---------------------------------------------------------------------------------------------
+# ---- socket helpers --------------------------------------------------------------------------------------
 
 
 async def _close(ws: WebSocket, code: CloseCode, reason: str = "") -> None:
@@ -177,13 +185,52 @@ def _agent_name(raw: str | None) -> str | None:
     return name if 0 < len(name) <= 128 and name.isprintable() else None
 
 
+# ---- draining (SIGTERM: assistant.api.server) ----------------------------------------------------------
+def _sources(app: FastAPI) -> set[WebSocket]:
+    """This worker's transcript-source sockets (closed with SERVICE_RESTART when it drains)."""
+    sources: set[WebSocket] | None = getattr(app.state, "sources", None)
+    if sources is None:
+        sources = app.state.sources = set()
+    return sources
+
+
+async def drain(app: FastAPI) -> None:
+    """Hand this worker's live calls over: no new chunk, what is held finished and stored, sources told to
+    reconnect (1012), and through the load balancer they resume on another worker."""
+    svc: CallService = app.state.service
+    await svc.drain()
+    sockets = list(_sources(app))
+    log.info("drained; closing the transcript sources", extra={"sources": len(sockets)})
+    await asyncio.gather(
+        *(
+            _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+            for ws in sockets
+        )
+    )
+
+
+async def _refuse_while_draining(ws: WebSocket) -> bool:
+    """A draining worker takes no new source: HTTP 503 (a proxy tries another worker), or a 1012 close."""
+    if not _service(ws).draining:
+        return False
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(
+            JSONResponse({"detail": "this worker is shutting down; connect to another"}, status_code=503)
+        )
+    else:
+        await ws.accept()
+        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+    return True
+
+
+# ---- sockets ---------------------------------------------------------------------------------------------
 @router.websocket("/v1/calls/{call_id}/stream")
 async def stream(ws: WebSocket, call_id: str) -> None:
     """Transcript source: send chunks, receive ``ready``, ``ack`` and every call event (docs/protocol.md)."""
     if await _bad_call_id(ws, call_id):
         return
     principal = await socket_principal(ws, Role.SOURCE)
-    if principal is None:
+    if principal is None or await _refuse_while_draining(ws):
         return
     svc = _service(ws)
     await ws.accept()
@@ -204,6 +251,10 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         await ws.send_text(encode(ErrorEvent(reason=ErrorReason.CALL_ENDED, message=str(e))))
         await _close(ws, CloseCode.CALL_ENDED, "call ended")
         return
+    except Draining:
+        svc.bus.unsubscribe(sub)
+        await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+        return
     except CallTaken as e:
         svc.bus.unsubscribe(sub)
         log.warning(
@@ -214,6 +265,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         return
     expiry = close_on_expiry(ws, principal)
     sub.put_local(encode(ready))
+    _sources(ws.app).add(ws)
     svc.metrics.clients.labels("source").inc()
     pump = asyncio.create_task(_pump(ws, sub), name=f"source-pump-{call_id}")
     errors = 0
@@ -222,6 +274,8 @@ async def stream(ws: WebSocket, call_id: str) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            if svc.draining:
+                continue  # not acknowledged: the source sends it again to the worker it resumes on
             received = time.perf_counter()
             raw = message.get("text")
             if raw is None:
@@ -242,6 +296,7 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         log.exception("source socket failed", extra={"call_id": call_id})
         await _close(ws, CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
     finally:
+        _sources(ws.app).discard(ws)
         if expiry is not None:
             await _stop(expiry)
         await _stop(pump)
@@ -336,7 +391,8 @@ async def call_events(ws: WebSocket, call_id: str) -> None:
 
 @router.websocket("/v1/alerts")
 async def alerts(ws: WebSocket) -> None:
-    """Supervisors: open alerts on connect, then every alert and acknowledgement; send ``ack`` to acknowledge."""
+    """Supervisors: open alerts on connect (or, with ``?after=CURSOR``, every alert and acknowledgement since
+    that cursor), then every alert and acknowledgement; send ``ack`` to acknowledge."""
     principal = await socket_principal(ws, Role.SUPERVISOR)
     if principal is None:
         return
@@ -356,11 +412,20 @@ async def alerts(ws: WebSocket) -> None:
         return may_read(principal, agents[call_id], svc.settings.agent_teams)
 
     sent: set[tuple[str, bool]] = set()
-    for data in svc.alerts.open_alerts():
-        if not await visible(str(data.get("call_id"))):
+    replay = await _alerts_since(svc, ws.query_params.get("after", ""))
+    last = parse_cursor(replay[-1].cursor) if replay else parse_cursor(ws.query_params.get("after", ""))
+    if not replay and not _cursor_kept(await svc.bus.history(ALERTS_TOPIC), last):
+        last = None  # no cursor, or one older than what is kept: start from the open alerts
+        for data in svc.alerts.open_alerts():
+            if not await visible(str(data.get("call_id"))):
+                continue
+            sent.add((data["id"], bool(data.get("update"))))
+            await ws.send_text(json.dumps(data))
+    for msg in replay:
+        d = json.loads(msg.data)
+        if "call_id" in d and not await visible(str(d["call_id"])):
             continue
-        sent.add((data["id"], bool(data.get("update"))))
-        await ws.send_text(json.dumps(data))
+        await ws.send_text(_with_cursor(msg.data, msg.cursor))
     if svc.pipeline.degradation.features:  # the service is behind now: say so before anything new
         await ws.send_text(encode(svc.pipeline.service_degraded()))
 
@@ -369,15 +434,20 @@ async def alerts(ws: WebSocket) -> None:
             msg = await sub.get()
             if msg is None:
                 if sub.overflowed:
-                    await _close(ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect")
+                    await _close(
+                        ws, CloseCode.SLOW_CONSUMER, "client too slow; reconnect with ?after=<cursor>"
+                    )
                 return
+            pos = parse_cursor(msg.cursor)  # None: a reply on this socket only (pong, error)
+            if last is not None and pos is not None and pos <= last:
+                continue  # already sent from history
             d = json.loads(msg.data)
             if "call_id" in d and not await visible(str(d["call_id"])):
                 continue  # replies to this socket (pong, error) have no call
             if sent and d.get("type") == "alert" and (d.get("id"), bool(d.get("update"))) in sent:
                 sent.discard((d["id"], bool(d.get("update"))))
                 continue
-            await ws.send_text(msg.data)
+            await ws.send_text(_with_cursor(msg.data, msg.cursor))
 
     task = asyncio.create_task(pump(), name=f"alerts-pump-{uuid.uuid4().hex[:6]}")
     try:
@@ -398,3 +468,29 @@ async def alerts(ws: WebSocket) -> None:
         await _stop(task)
         svc.bus.unsubscribe(sub)
         svc.metrics.clients.labels("alerts").dec()
+
+
+async def _alerts_since(svc: CallService, after: str) -> list[BusMessage]:
+    """The alerts feed after a supervisor's last cursor; empty when there is none or it is no longer kept."""
+    pos = parse_cursor(after)
+    if pos is None:
+        return []
+    kept = await svc.bus.history(ALERTS_TOPIC)
+    return after_cursor(kept, after) if _cursor_kept(kept, pos) else []
+
+
+def _cursor_kept(kept: list[BusMessage], pos: tuple[int, int] | None) -> bool:
+    """Whether everything after ``pos`` is still in the kept history (nothing trimmed in between)."""
+    if pos is None or not kept:
+        return False
+    oldest = parse_cursor(kept[0].cursor)
+    return oldest is not None and oldest <= pos
+
+
+def _with_cursor(data: str, cursor: str) -> str:
+    """An alerts-feed frame with its ``cursor``, which the supervisor sends back as ``?after=`` to resume."""
+    if not cursor:
+        return data
+    obj = json.loads(data)
+    obj["cursor"] = cursor
+    return json.dumps(obj)

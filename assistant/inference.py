@@ -165,6 +165,11 @@ class MicroBatcher(Generic[In, Out]):
                 job.future.set_exception(BatcherStopped("the service is shutting down"))
         self._queued = 0
 
+    @property
+    def running(self) -> bool:
+        """Whether the model threads are up (readiness)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     async def predict(self, utterance: In, *, deadline: float | None = None) -> Out:
         """The item's result; raises ``Shed`` when the batcher is full (``max_queued``) or when ``deadline``
         (a ``time.perf_counter()`` value) passes before its model pass begins."""

@@ -91,10 +91,19 @@ class Settings(BaseSettings):
     use_fake_models: bool = (
         False  # keyword analyzer + rule advisor instead of the shipped models (demos, tests)
     )
+    fake_model_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="with fake models: simulated model time per utterance (bench)",
+    )
     reorder_window: int = Field(
         default=32, ge=1, description="out-of-order chunks held per call before a gap"
     )
     reorder_timeout_ms: float = Field(default=1500.0, ge=0, description="wait for a missing seq before a gap")
+    drain_timeout_s: float = Field(
+        default=20.0, gt=0, description="SIGTERM: how long a worker may take to hand its live calls over"
+    )
     call_idle_timeout_s: float = Field(default=300.0, gt=0, description="a detached call ends after this")
     event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
     severity_half_life_s: float = Field(default=60.0, gt=0, description="call-severity time decay")

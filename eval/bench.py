@@ -405,17 +405,21 @@ async def _sim_call(
 
 
 async def run_phase(
-    base_url: str,
+    base_url: str | Sequence[str],
     spec: PhaseSpec,
     *,
     server: ServerProcess | None = None,
     token: str | None = None,
     scripts: list[list[dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """Run one phase of load against ``base_url`` (ws://host:port); returns its summary and latencies."""
+    """Run one phase of load against ``base_url`` (ws://host:port); returns its summary and latencies.
+
+    With several URLs (workers of one cluster), call ``i`` goes to ``base_url[i % len(base_url)]``.
+    """
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
     scripts = scripts or load_scripts()
     ensure_open_files(2 * spec.calls + 64)
-    shed_before = await scrape_shed(base_url)
+    shed_before = await _scrape_all(urls)
     run_id = uuid.uuid4().hex[:6]
     records = [CallRecord(f"bench-{spec.kind[:3]}-{run_id}-{i}") for i in range(spec.calls)]
     connected = asyncio.Semaphore(spec.connect_concurrency)
@@ -427,7 +431,7 @@ async def run_phase(
     calls = asyncio.gather(
         *(
             _sim_call(
-                base_url,
+                urls[i % len(urls)],
                 rec,
                 scripts[i % len(scripts)],
                 spec=spec,
@@ -447,7 +451,7 @@ async def run_phase(
     stop_at = t0 + spec.duration_s
     acc = account(records, t0=t0, t_end=stop_at)
     out = summarize(acc, elapsed_s=spec.duration_s, closed_loop=spec.kind == "saturation")
-    shed_after = await scrape_shed(base_url)
+    shed_after = await _scrape_all(urls)
     out["shed"] = {k: round(v - shed_before.get(k, 0.0)) for k, v in sorted(shed_after.items())}
     out.update(
         kind=spec.kind,
@@ -494,6 +498,15 @@ def parse_shed(metrics_text: str) -> dict[str, float]:
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
+
+
+async def _scrape_all(urls: Sequence[str]) -> dict[str, float]:
+    """The shed counters summed over every worker of the run."""
+    total: dict[str, float] = {}
+    for counters in await asyncio.gather(*(scrape_shed(u) for u in urls)):
+        for k, v in counters.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
 
 
 async def scrape_shed(ws_url: str) -> dict[str, float]:
@@ -583,6 +596,29 @@ class ServerProcess:
         self._log.seek(0)
         text = self._log.read().decode(errors="replace")
         return " ".join(text[-n:].split())
+
+    def send_signal(self, sig: int) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies at once, as in a crash (its temporary folder stays until stop())."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def terminate(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM and wait (a graceful shutdown); returns the exit status."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        return self._proc.returncode
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -35,6 +35,11 @@ class UnknownAlert(InvalidInputError):
     """No alert with this id."""
 
 
+def alert_id_of(call_id: str, episode: int) -> str:
+    """An episode's alert id: the same on every worker, so a call resumed elsewhere never makes a second one."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"assistant-alert:{call_id}:{episode}").hex[:20]
+
+
 @dataclass(slots=True)
 class AlertState:
     data: dict[str, Any]
@@ -92,6 +97,30 @@ class AlertDesk:
         elif data.get("type") == "alert_ack" and alert_id in self.index:
             self.index[alert_id].acked_by = data.get("acked_by")
 
+    async def load_open(self) -> None:
+        """Index the open alerts kept in the store (after a restart, before any supervisor connects)."""
+        store = self.recorder.store
+        if store is None:
+            return
+        loaded: OrderedDict[str, AlertState] = OrderedDict()
+        for a in await store.open_alerts(limit=ALERT_INDEX_SIZE):
+            event = AlertEvent(
+                call_id=a.call_id,
+                id=a.id,
+                episode=a.episode,
+                severity=a.severity,
+                level=a.level,
+                labels=a.labels,
+                reason=a.reason,
+                text=a.text,
+                seq=a.seq,
+                update=a.updates > 0,
+            )
+            loaded[a.id] = AlertState(event.model_dump(mode="json"))
+        loaded.update(self.index)  # what was already seen live on the alerts topic is newer
+        self.index = loaded
+        log.info("open alerts loaded from the store", extra={"alerts": len(self.index)})
+
     # ---- raising ----------------------------------------------------------------------------------------
     async def raise_alert(
         self, live: LiveCall, chunk: ChunkData, decision: AlertDecision, reading: SeverityReading
@@ -100,7 +129,7 @@ class AlertDesk:
         s = live.session
         kind, episode = decision.kind, decision.episode
         if kind == "new":
-            alert_id = uuid.uuid4().hex[:20]
+            alert_id = alert_id_of(s.call_id, episode)
             s.alert_ids[episode] = alert_id
         else:
             alert_id = s.alert_ids[episode]
@@ -116,8 +145,15 @@ class AlertDesk:
             seq=chunk.seq,
             update=kind == "update",
         )
-        await self.events.emit(live, event)
-        await self.bus.publish(ALERTS_TOPIC, encode(event), eid=event.eid)
+        # On the call's topic and the alerts topic in one group; not again when the worker this call was resumed
+        # from had published it (its state below still counts it: the alert exists).
+        sent = await self.events.emit(live, event, also=(ALERTS_TOPIC,))
+        if kind == "update":
+            live.alert_updates[alert_id] = live.alert_updates.get(alert_id, 0) + 1
+        if not sent:
+            if kind == "new":
+                self.recorder.alert_raised(event)  # its row, in case the dead worker never wrote it (once)
+            return
         self.metrics.alerts.labels(decision.reason, kind).inc()
         log.info(
             "alert",
@@ -132,8 +168,7 @@ class AlertDesk:
         if kind == "new":
             self.recorder.alert_raised(event)
         else:
-            n = live.alert_updates[alert_id] = live.alert_updates.get(alert_id, 0) + 1
-            self.recorder.alert_updated(event, updates=n)
+            self.recorder.alert_updated(event, updates=live.alert_updates[alert_id])
         if self.webhook is not None:
             self.webhook.send(event.model_dump(mode="json"))
 

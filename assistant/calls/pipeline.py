@@ -41,6 +41,7 @@ from assistant.calls.scheduler import (
     feature_of,
 )
 from assistant.calls.session import ChunkData
+from assistant.calls.snapshot import CallSnapshot
 from assistant.events.bus import ALERTS_TOPIC, call_topic
 from assistant.events.messages import (
     DegradedEvent,
@@ -77,6 +78,9 @@ class _Advice:
     flags: RedFlagResult | None
     vector: asyncio.Future[Any] | None
     failed: bool = False  # its red-flag pass failed (an error event went out): no advice
+    state: CallSnapshot | None = (
+        None  # the call's red-flag state once this chunk was scored (for the snapshot)
+    )
 
 
 class AnalysisPipeline:
@@ -169,6 +173,15 @@ class AnalysisPipeline:
                 if chunk is None:
                     break
                 item = await self._red_flags(live, chunk)
+                # The severity, episodes and flag counts as of this chunk: stage one runs ahead of the advice,
+                # so the snapshot published with this chunk's ``processed`` must not take them later.
+                item.state = CallSnapshot.of(
+                    live.session,
+                    last_seq=chunk.seq,
+                    last_eid=0,
+                    alert_updates=live.alert_updates,
+                    advisor_state={},
+                )
                 lane.put(Turn(chunk.seq, chunk.speaker, chunk.received, item))
             lane.close()
             await advice
@@ -241,7 +254,7 @@ class AnalysisPipeline:
             if skipped is not None:
                 await self._shed(live, item, skipped)
                 continue
-            await self._processed(live, item.chunk)
+            await self._processed(live, item.chunk, state=item.state)
             if advised:
                 await self._call_feature(live, feature_of(item.chunk.speaker), behind=False)
 
@@ -281,18 +294,42 @@ class AnalysisPipeline:
         await self._suggest(live, chunk, suggestions)
         return None
 
-    async def _processed(self, live: LiveCall, chunk: ChunkData, shed: list[str] | None = None) -> None:
-        await self.events.emit(
-            live,
-            ProcessedEvent(
-                call_id=live.call_id,
-                seq=chunk.seq,
-                latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
-                shed=shed,
-            ),
-        )
+    async def _processed(
+        self,
+        live: LiveCall,
+        chunk: ChunkData,
+        shed: list[str] | None = None,
+        *,
+        state: CallSnapshot | None = None,
+    ) -> None:
+        """``processed``, published together with the call's snapshot as of this chunk (what a call resumes from,
+        on any worker): the red-flag state taken when the chunk was scored, the advice state now."""
+        s = live.session
+        snapshot = None
+        if state is not None:
+            state.advisor_state = advisor_state_dict(s.advisor_state)
+            state.shown_suggestions = [(p, i) for p, i in s.shown_suggestions]
+            state.last_eid = s.last_eid
+            snapshot = state.to_json()
+        try:
+            await self.events.emit(
+                live,
+                ProcessedEvent(
+                    call_id=live.call_id,
+                    seq=chunk.seq,
+                    latency_ms=round((time.perf_counter() - chunk.received) * 1000, 3),
+                    shed=shed,
+                ),
+                state=snapshot,
+            )
+        except Exception:
+            log.exception(
+                "the event bus refused a chunk's processed event and state",
+                extra={"call_id": live.call_id, "seq": chunk.seq},
+            )
+            self.metrics.errors.labels("bus_publish_failed").inc()
         self.metrics.latency.observe(time.perf_counter() - chunk.received)
-        self.recorder.call_state(live.session)
+        self.recorder.call_state(s, snapshot=snapshot)
 
     async def _shed(self, live: LiveCall, item: _Advice | None, feature: Feature) -> None:
         """Account a turn whose advice was skipped: counted, its ``processed`` names it, ``degraded`` if new."""
@@ -306,7 +343,7 @@ class AnalysisPipeline:
                 carry_flags(self._carried.get(live.call_id), item.flags) or item.flags
             )
         self._shed_total[feature] = self._shed_total.get(feature, 0) + 1
-        await self._processed(live, item.chunk, shed=[feature])
+        await self._processed(live, item.chunk, shed=[feature], state=item.state)
         await self._call_feature(live, feature, behind=True)
 
     async def _failed(self, live: LiveCall, chunk: ChunkData, e: Exception) -> None:

@@ -70,34 +70,33 @@ class CallRecorder:
             await self.writer.flush()
 
     # ---- calls ------------------------------------------------------------------------------------------
-    def call_opened(self, call_id: str, *, agent: str | None) -> None:
+    def call_opened(self, call_id: str, *, agent: str | None, if_absent: bool = False) -> None:
+        """The call's row; ``if_absent``: only when none is stored yet (a call resumed from its snapshot
+        whose first worker died before its row was written)."""
         if self.writer is None:
             return
         now = utcnow()
-        self.writer.put(
-            Upsert(
-                m.Call(
-                    id=call_id,
-                    agent=agent,
-                    status="live",
-                    started_at=now,
-                    updated_at=now,
-                    end_reason="",
-                    last_seq=-1,
-                    last_eid=0,
-                    severity=0.0,
-                    severity_level="none",
-                    peak_severity=0.0,
-                    peak_level="none",
-                    flag_counts={},
-                    advisor_state={},
-                    guidance_state={},
-                )
-            )
+        row = m.Call(
+            id=call_id,
+            agent=agent,
+            status="live",
+            started_at=now,
+            updated_at=now,
+            end_reason="",
+            last_seq=-1,
+            last_eid=0,
+            severity=0.0,
+            severity_level="none",
+            peak_severity=0.0,
+            peak_level="none",
+            flag_counts={},
+            advisor_state={},
+            guidance_state={},
         )
+        self.writer.put(Insert(row, ignore_conflict=("id",)) if if_absent else Upsert(row))
 
-    def call_state(self, s: CallSession, *, ended: bool = False) -> None:
-        """The call's current state (after every chunk, and when it ends)."""
+    def call_state(self, s: CallSession, *, ended: bool = False, snapshot: str | None = None) -> None:
+        """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from."""
         if self.writer is None:
             return
         now = utcnow()
@@ -116,6 +115,8 @@ class CallRecorder:
         }
         if ended:
             values.update(ended_at=now, end_reason=s.end_reason)
+        if snapshot is not None:
+            values["live_state"] = snapshot
         self.writer.put(Update(m.Call, s.call_id, values))
 
     # ---- per chunk --------------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ class CallRecorder:
                     severity=severity,
                     level=level,
                     created_at=utcnow(),
-                )
+                ),
+                ignore_conflict=("call_id", "seq"),
             )
         )
 
@@ -210,7 +212,10 @@ class CallRecorder:
                     updates=0,
                     created_at=now,
                     updated_at=now,
-                )
+                ),
+                # The worker that resumes a call writes again the alerts it finds in the call's history:
+                # one row per alert id, whoever wrote it first.
+                ignore_conflict=("id",),
             )
         )
 

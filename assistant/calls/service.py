@@ -22,28 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from assistant.calls.alerts import AlertDesk
-from assistant.calls.live import CallEvents, LiveCall, Outcome
+from assistant.calls.live import CallEvents, LiveCall, Outcome, replay_key
 from assistant.calls.metrics import ServiceMetrics
 from assistant.calls.pipeline import AnalysisPipeline
 from assistant.calls.recorder import CallRecorder
 from assistant.calls.session import CallSession, CallState, ChunkData, Gap, TranscriptLine
+from assistant.calls.snapshot import CallSnapshot, SnapshotError
 from assistant.calls.sweeper import sweep
 from assistant.errors import AssistantError
 from assistant.events.bus import BusMessage, EventBus, call_topic
 from assistant.events.memory import InProcessBus
 from assistant.events.messages import (
     AckEvent,
+    AlertEvent,
     CallEndedEvent,
     ChunkIn,
     CloseCode,
     ErrorEvent,
     ErrorReason,
+    FlagEvent,
     GapEvent,
     ReadyEvent,
     StoredEvent,
@@ -56,6 +61,7 @@ from assistant.guidance.live import CallGuidance
 from assistant.guidance.policies import GuidancePolicies
 from assistant.settings import Settings
 from assistant.store import Store
+from assistant.store.records import ResumeState
 from assistant.types import NextStepAdvisor, RedFlagAnalyzer
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,19 @@ class CallTaken(AssistantError):
 
 class CallEnded(AssistantError):
     """The call has ended; it accepts no more chunks (close 4410)."""
+
+
+class Draining(AssistantError):
+    """This worker is shutting down; the source should connect to another (close 1012)."""
+
+
+@dataclass(slots=True)
+class Resumable:
+    """What is known of a call this worker does not hold: its record, its snapshot and its event history."""
+
+    stored: ResumeState | None
+    snapshot: CallSnapshot | None
+    history: list[BusMessage]
 
 
 class CallService:
@@ -119,6 +138,7 @@ class CallService:
             metrics=self.metrics,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.draining = False  # set by drain(): no new source, no new chunk
         self.metrics.store_backlog.set_function(lambda: self.recorder.backlog)
         if self.recorder.writer is not None:
             writer = self.recorder.writer
@@ -136,6 +156,7 @@ class CallService:
             await self.webhook.start()
         await self.pipeline.start()
         self.alerts.subscribe()
+        await self.alerts.load_open()
         self._tasks = [
             asyncio.create_task(self.alerts.run_index(), name="alert-index"),
             asyncio.create_task(self._sweep(), name="call-sweeper"),
@@ -179,21 +200,17 @@ class CallService:
         the call: a connection of another subject raises CallTaken instead of taking it over; the same subject
         may reconnect and replace its old connection (close 4409).
         """
+        if self.draining:
+            raise Draining("this worker is shutting down; connect to another")
         live = self.calls.get(call_id)
         resumed = live is not None
         if live is None:
-            stored = await self.store.resume_state(call_id) if self.store is not None else None
-            if stored is not None and stored.ended:
-                raise CallEnded(f"call {call_id} has ended; stream a new call under a new call id")
+            found = await self._find_resumable(call_id)
             live = self.calls.get(call_id)  # another connection may have opened it meanwhile
             if live is None:
                 live = self._new_call(call_id)
-                if stored is not None:
-                    lines = [TranscriptLine(c.seq, c.speaker, c.text, c.call_ts) for c in stored.chunks]
-                    live.session.restore(last_seq=stored.last_seq, lines=lines, last_eid=stored.last_eid)
-                    live.stored_seq = stored.last_seq
-                    if self.guidance is not None:
-                        live.session.guidance = CallGuidance(self.guidance, stored.guidance_state)
+                if found is not None:
+                    self._restore(live, found)
                     resumed = True
                 else:
                     self.recorder.call_opened(call_id, agent=agent)
@@ -224,6 +241,122 @@ class CallService:
             resumed=resumed,
         )
         return live, ready
+
+    async def _find_resumable(self, call_id: str) -> Resumable | None:
+        """What another worker (or this one before a restart) left of the call; raise CallEnded if it ended.
+
+        The snapshot comes from the event bus when it keeps one (Redis: written with the call's last events),
+        else from the store (written behind them); the history is the call's published events.
+        """
+        stored = await self.store.resume_state(call_id) if self.store is not None else None
+        if stored is not None and stored.ended:
+            raise CallEnded(f"call {call_id} has ended; stream a new call under a new call id")
+        topic = call_topic(call_id)
+        text = await self.bus.state(topic)
+        if text is None and stored is not None:
+            text = stored.live_state
+        snapshot = None
+        if text is not None:
+            try:
+                snapshot = CallSnapshot.from_json(text)
+            except SnapshotError as e:
+                log.warning(
+                    "call snapshot unreadable; resuming from the record only", extra={"error": str(e)}
+                )
+        history = await self.bus.history(topic) if snapshot is not None else []
+        if snapshot is None and stored is None:
+            return None
+        return Resumable(stored, snapshot, history)
+
+    def _restore(self, live: LiveCall, found: Resumable) -> None:
+        """Continue the call where it was: watermarks, severity, episodes, alerts, advisor, context lines."""
+        s, stored, snap = live.session, found.stored, found.snapshot
+        if stored is None:
+            self.recorder.call_opened(live.call_id, agent=None, if_absent=True)
+        else:
+            live.stored_seq = stored.last_seq  # what the store holds is committed (the durability watermark)
+        lines = {
+            c.seq: TranscriptLine(c.seq, c.speaker, c.text, c.call_ts)
+            for c in (stored.chunks if stored else [])
+        }
+        events = [json.loads(m.data) for m in found.history]
+        last_eid = max([m.eid for m in found.history] + [stored.last_eid if stored else 0])
+        if self.guidance is not None:
+            saved = snap.guidance_state if snap is not None and snap.guidance_state else None
+            s.guidance = CallGuidance(self.guidance, saved or (stored.guidance_state if stored else {}))
+        if snap is None:  # a record written before snapshots existed: its seq watermark only, as before
+            s.restore(
+                last_seq=stored.last_seq if stored else -1, lines=list(lines.values()), last_eid=last_eid
+            )
+            return
+        for e in events:
+            key = replay_key(e)
+            if key is not None and key[1] > snap.last_seq:
+                live.published.add(key)  # published for a chunk analysed again here: not published twice
+                continue
+            if e.get("type") == "transcript" and e.get("is_final", True):
+                seq = int(e["seq"])
+                lines.setdefault(seq, TranscriptLine(seq, e["speaker"], e["text"], e.get("call_ts")))
+                # Its row may not have been written before the other worker died: write it (once).
+                self.recorder.chunk(
+                    live.call_id,
+                    ChunkData(seq, e["speaker"], e["text"], True, e.get("call_ts"), time.perf_counter()),
+                )
+            elif e.get("type") == "flag" and int(e["seq"]) <= snap.last_seq:
+                flag = FlagEvent.model_validate(e)
+                self.recorder.flag(
+                    live.call_id,
+                    flag.seq,
+                    labels=flag.labels,
+                    scores=flag.scores,
+                    spans=flag.spans,
+                    severity=flag.severity.score,
+                    level=flag.severity.level,
+                )
+            elif e.get("type") == "alert" and not e.get("update"):
+                self.recorder.alert_raised(AlertEvent.model_validate(e))
+        kept = sorted((ln for ln in lines.values() if ln.seq <= snap.last_seq), key=lambda ln: ln.seq)
+        s.restore(last_seq=snap.last_seq, lines=kept, last_eid=max(last_eid, snap.last_eid))
+        snap.apply(s)
+        live.alert_updates = dict(snap.alert_updates)
+        restore = getattr(self.advisor, "restore_call", None)
+        if callable(restore):
+            s.advisor_state = restore(snap.advisor_state)
+        log.info(
+            "call resumed from its snapshot",
+            extra={"call_id": live.call_id, "last_seq": snap.last_seq, "severity": snap.severity[1]},
+        )
+
+    async def _taken_over(self, live: LiveCall) -> bool:
+        """Whether another worker published events of this call after this one last did."""
+        try:
+            newer = await self.bus.history(call_topic(live.call_id), after=live.session.last_eid)
+        except Exception:
+            log.warning("could not read the call's history; ending it here", extra={"call_id": live.call_id})
+            return False
+        return any(m.eid > live.session.last_eid for m in newer)
+
+    async def drain(self) -> None:
+        """Stop taking chunks, finish what every live call holds, publish and store its state, flush.
+
+        The transport then closes the sources (SERVICE_RESTART); they resume on another worker from the state
+        written here.
+        """
+        self.draining = True
+        live_calls = [lv for lv in self.calls.values() if lv.session.state is not CallState.ENDED]
+        for live in live_calls:
+            if live.gap_timer is not None:
+                live.gap_timer.cancel()
+                live.gap_timer = None
+            if live.worker is not None and not live.worker.done():
+                live.queue.put_nowait(None)  # the worker finishes the chunks before it, then stops
+        workers = [lv.worker for lv in live_calls if lv.worker is not None]
+        if workers:
+            await asyncio.wait(workers)
+        for live in live_calls:
+            self.recorder.call_state(live.session)
+        await self.recorder.flush()
+        log.info("drained", extra={"calls": len(live_calls)})
 
     def detach_source(self, live: LiveCall, *, conn: object) -> None:
         """The source connection closed (not ended): keep the call for a resume."""
@@ -439,6 +572,13 @@ class CallService:
             await asyncio.sleep(SWEEP_EVERY_S)
             todo = sweep(self.calls, now=time.monotonic(), idle_timeout_s=self.settings.call_idle_timeout_s)
             for live in todo.to_end:
+                if await self._taken_over(live):
+                    # Its source resumed it on another worker, which now holds it: forget it here, not end it.
+                    log.info("call taken over by another worker", extra={"call_id": live.call_id})
+                    live.queue.put_nowait(None)
+                    del self.calls[live.call_id]
+                    self._count_live()
+                    continue
                 await self.end_call(live, reason="source_timeout")
             for call_id in todo.to_forget:
                 del self.calls[call_id]

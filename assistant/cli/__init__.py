@@ -18,7 +18,19 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from assistant.cli import _analyze, _bench, _data, _eval, _kb, _replay, _report, _serve, _token, _train
+    from assistant.cli import (
+        _analyze,
+        _bench,
+        _cluster,
+        _data,
+        _eval,
+        _kb,
+        _replay,
+        _report,
+        _serve,
+        _token,
+        _train,
+    )
 
     parser = argparse.ArgumentParser(
         prog="assistant",
@@ -26,7 +38,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_serve, _analyze, _replay, _report, _train, _data, _kb, _eval, _bench, _token):
+    for module in (_serve, _cluster, _analyze, _replay, _report, _train, _data, _kb, _eval, _bench, _token):
         module.register(sub)
     return parser
 

@@ -86,6 +86,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fake-models", action="store_true", help="serve the keyword/rule fakes (tests, no models)"
     )
+    p.add_argument(
+        "--model-ms",
+        type=float,
+        default=0.0,
+        help="with --fake-models: simulated model time per utterance (the pass sleeps; default 0)",
+    )
+    p.add_argument(
+        "--workers",
+        default=None,
+        help="scaling run instead: worker counts such as 1,2,3; each count gets Redis, PostgreSQL and N "
+        "workers, and the saturation phase spread over them (needs --fake-models)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -114,8 +126,55 @@ def _check(args: argparse.Namespace) -> None:
         raise InvalidInputError("--mode int8 runs on the CPU only; use fp32 or bf16 with --device cuda")
 
 
+def _worker_counts(raw: str) -> list[int]:
+    try:
+        counts = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= n <= 16 for n in counts):
+        raise InvalidInputError(
+            f"--workers takes counts of 1-16 separated by commas, such as 1,2,3; got {raw!r}"
+        )
+    return counts
+
+
+def _run_scaling(args: argparse.Namespace) -> int:
+    from assistant.eval.scaling import format_scaling, run_scaling
+
+    if not args.fake_models:
+        raise InvalidInputError(
+            "--workers runs the fake models (add --fake-models and a --model-ms): on one machine, real "
+            "models would share its cores and measure the cores, not the coordination"
+        )
+    report = asyncio.run(
+        run_scaling(
+            _worker_counts(args.workers),
+            model_ms=args.model_ms,
+            saturation_calls=args.saturation_calls,
+            duration_s=args.saturation_duration,
+            warmup_s=args.warmup,
+            grace_s=args.grace,
+            token=_token(),
+            batch_max_size=args.batch_max_size,
+            batch_max_wait_ms=args.batch_max_wait_ms,
+        )
+    )
+    print(format_scaling(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"report: {args.json}", file=sys.stderr)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.model_ms < 0:
+        raise InvalidInputError(f"--model-ms must be >= 0, got {args.model_ms}")
+    if args.model_ms and not args.fake_models:
+        raise InvalidInputError("--model-ms simulates the fake models' time; add --fake-models")
+    if args.workers is not None:
+        return _run_scaling(args)
     runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
     try:
         import uvloop  # the client handles a thousand sockets; uvloop keeps its own overhead small
@@ -159,7 +218,7 @@ async def _config(
         if env is None:
             raise InvalidInputError(f"{label}: no server URL and no environment to start one with")
         if args.fake_models:
-            env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1"}
+            env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1", "ASSISTANT_FAKE_MODEL_MS": str(args.model_ms)}
         server = ServerProcess(env)
         _say(f"{label}: starting the service ({', '.join(f'{k}={v}' for k, v in env.items())})")
         await asyncio.to_thread(server.start)

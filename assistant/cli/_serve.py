@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from assistant.api.app import create_app
+    from assistant.api.server import DrainingServer
     from assistant.errors import InvalidInputError
     from assistant.logs import uvicorn_log_config
     from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
@@ -59,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         f"serving on http://{settings.host}:{settings.port} (API docs: /docs; protocol: docs/protocol.md)",
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         # event first, on a socket that stays open.
         ws_max_size=max(1 << 20, 4 * settings.max_frame_bytes),
     )
+    DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()  # SIGTERM drains live calls first
     return 0
 
 

@@ -4,6 +4,8 @@
 ``RedisBus`` (assistant.events.redis_bus) shares events between workers when ``ASSISTANT_REDIS_URL`` is set.
 Topics: ``call:<call_id>`` (a call's events, numbered by ``eid``) and ``alerts`` (every alert). The bus also
 keeps a bounded history per topic, so that a sidebar that (re)connects mid-call first replays what it missed.
+Every published message also gets a ``cursor``: its position in the topic's log (``"<ms>-<n>"``, a Redis
+stream id), increasing within a topic; a supervisor resumes the alerts feed from the last cursor it saw.
 """
 
 from __future__ import annotations
@@ -25,11 +27,45 @@ def call_topic(call_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BusMessage:
-    """One published event: its topic, its JSON text and, for call events, its event number."""
+    """One published event: its topic, its JSON text, for call events its event number, and its cursor."""
 
     topic: str
     data: str
     eid: int = 0
+    cursor: str = ""  # position in the topic's log; "" for a subscriber's local messages
+
+
+def parse_cursor(cursor: str) -> tuple[int, int] | None:
+    """``"<ms>-<n>"`` as a comparable pair, or None when it is not a cursor."""
+    ms, sep, n = cursor.partition("-")
+    if not sep or not ms.isdigit() or not n.isdigit() or len(cursor) > 41:
+        return None
+    return int(ms), int(n)
+
+
+def after_cursor(messages: list[BusMessage], cursor: str) -> list[BusMessage]:
+    """The messages whose cursor comes after ``cursor`` (all of them when it is not a cursor)."""
+    pos = parse_cursor(cursor)
+    if pos is None:
+        return messages
+    return [m for m in messages if (parse_cursor(m.cursor) or (0, 0)) > pos]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: topic, JSON text, event number (call events)."""
+
+    topic: str
+    data: str
+    eid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A topic's state snapshot (JSON text), replaced together with the messages it follows."""
+
+    topic: str
+    data: str
 
 
 class Subscription:
@@ -53,6 +89,13 @@ class Subscription:
             self._queue.put_nowait(None)  # wake the reader so it sees the overflow
             return
         self._queue.put_nowait(msg)
+
+    def overflow(self) -> None:
+        """Stop this subscriber as if it had fallen behind: its client reconnects and catches up."""
+        if not self.overflowed:
+            self.overflowed = True
+            with _suppress_full():
+                self._queue.put_nowait(None)
 
     @property
     def pending(self) -> int:
@@ -91,13 +134,32 @@ class EventBus(Protocol):
 
     async def publish(self, topic: str, data: str, *, eid: int = 0) -> None: ...
 
+    async def publish_many(self, messages: list[Outgoing], *, state: StateUpdate | None = None) -> None:
+        """Publish ``messages`` in order and, with ``state``, replace a topic's state snapshot: all or none.
+
+        A worker that dies half-way through a chunk's events leaves either every one of them (and the
+        snapshot that matches them) or none, so the worker that resumes the call neither repeats nor misses
+        one.
+        """
+        ...
+
+    async def state(self, topic: str) -> str | None:
+        """The latest state snapshot saved with ``publish_many`` for ``topic`` (None: none saved)."""
+        ...
+
     def subscribe(self, topic: str, *, maxsize: int = 1000) -> Subscription: ...
 
     def unsubscribe(self, sub: Subscription) -> None: ...
 
-    async def history(self, topic: str, *, after: int = 0) -> list[BusMessage]: ...
+    async def history(self, topic: str, *, after: int = 0) -> list[BusMessage]:
+        """The kept messages of ``topic`` (oldest first); with ``after``, only those with a larger eid."""
+        ...
 
     async def forget(self, topic: str) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise when the bus cannot deliver (readiness); return quietly otherwise."""
+        ...
 
 
 class Fanout:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from assistant.events.bus import BusMessage, Fanout, Subscription
+from assistant.events.bus import BusMessage, Fanout, Outgoing, StateUpdate, Subscription
 
 
 class InProcessBus:
@@ -26,6 +26,8 @@ class InProcessBus:
         self._history_size = history
         self._fanout = Fanout()
         self._history: dict[str, deque[BusMessage]] = {}
+        self._states: dict[str, str] = {}
+        self._published = 0  # cursors are "0-<n>": one counter for the process, increasing in every topic
 
     async def start(self) -> None:
         return None
@@ -35,12 +37,25 @@ class InProcessBus:
             sub.close()
 
     async def publish(self, topic: str, data: str, *, eid: int = 0) -> None:
-        msg = BusMessage(topic, data, eid)
+        self._publish_now(topic, data, eid)
+
+    def _publish_now(self, topic: str, data: str, eid: int) -> None:
+        self._published += 1
+        msg = BusMessage(topic, data, eid, f"0-{self._published}")
         hist = self._history.get(topic)
         if hist is None:
             hist = self._history[topic] = deque(maxlen=self._history_size)
         hist.append(msg)
         self._fanout.deliver(msg)
+
+    async def publish_many(self, messages: list[Outgoing], *, state: StateUpdate | None = None) -> None:
+        for m in messages:  # no await in between: nothing else runs, so all or none
+            self._publish_now(m.topic, m.data, m.eid)
+        if state is not None:
+            self._states[state.topic] = state.data
+
+    async def state(self, topic: str) -> str | None:
+        return self._states.get(topic)
 
     def subscribe(self, topic: str, *, maxsize: int = 1000) -> Subscription:
         sub = Subscription(topic, maxsize=maxsize)
@@ -55,3 +70,7 @@ class InProcessBus:
 
     async def forget(self, topic: str) -> None:
         self._history.pop(topic, None)
+        self._states.pop(topic, None)
+
+    async def ping(self) -> None:
+        return None

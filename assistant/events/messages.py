@@ -28,6 +28,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
     INTERNAL_ERROR = 1011  # an unexpected server error on this socket; reconnect and resume
+    SERVICE_RESTART = 1012  # this worker is shutting down (drained): reconnect, to any worker, and resume
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
     FORBIDDEN = 4403  # the token's role may not use this socket

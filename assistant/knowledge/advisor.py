@@ -215,6 +215,10 @@ class KnowledgeAdvisor:
             self.refresh(max_age_s=self.settings.kb_refresh_s)
         return ProcedureProgress()
 
+    def restore_call(self, data: dict[str, Any]) -> ProcedureProgress:
+        """The state of a call resumed after a restart or on another worker (what ``to_dict`` wrote)."""
+        return ProcedureProgress.from_dict(data)
+
     def advise(
         self,
         state: AdvisorState,

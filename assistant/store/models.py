@@ -41,6 +41,8 @@ class Call(Base):
     advisor_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Stage and abuse-protocol state (assistant.guidance.live.CallGuidance), restored when the call resumes.
     guidance_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # JSON of assistant.calls.snapshot.CallSnapshot: what the call resumes from after a restart.
+    live_state: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Chunk(Base):
@@ -58,7 +60,8 @@ class Chunk(Base):
 
 class Flag(Base):
     __tablename__ = "flags"
-    __table_args__ = (Index("ix_flags_call_seq", "call_id", "seq"),)
+    # One flag row per chunk: a worker that resumes a call writes again the flags it finds in its history.
+    __table_args__ = (Index("ix_flags_call_seq", "call_id", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"))

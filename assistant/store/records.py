@@ -133,6 +133,7 @@ class ResumeState:
     last_eid: int
     chunks: list[ChunkRecord]
     guidance_state: dict[str, Any] = field(default_factory=dict)
+    live_state: str | None = None  # the call's snapshot (assistant.calls.snapshot), when one was written
 
     @property
     def ended(self) -> bool:

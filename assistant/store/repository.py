@@ -440,6 +440,7 @@ class Store:
             last_eid=call.last_eid,
             chunks=chunks,
             guidance_state=dict(call.guidance_state or {}),
+            live_state=call.live_state,
         )
 
     async def list_calls(self, *, limit: int = 100, status: str | None = None) -> list[CallSummary]:
@@ -528,6 +529,17 @@ class Store:
                 return None
             acks = await conn.execute(select(m.AlertAck).where(m.AlertAck.alert_id == alert_id))
             return _alert(a, [AckRecord.model_validate(x) for x in acks.all()])
+
+    async def open_alerts(self, *, limit: int = 1000) -> list[AlertRecord]:
+        """The latest unacknowledged alerts, oldest first (a worker's alert index after a restart)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(m.Alert)
+                .where(m.Alert.acked_at.is_(None))
+                .order_by(m.Alert.created_at.desc())
+                .limit(limit)
+            )
+            return [_alert(a, []) for a in reversed(rows.all())]
 
     async def list_feedback(self, *, limit: int = 1000) -> list[FeedbackRecord]:
         async with self.engine.connect() as conn:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -47,10 +48,15 @@ _PATTERNS: Final[dict[str, re.Pattern[str]]] = {
 
 
 class KeywordAnalyzer:
-    """Flags a label with probability 0.9 when one of its keywords occurs, else 0.05."""
+    """Flags a label with probability 0.9 when one of its keywords occurs, else 0.05.
 
-    def __init__(self, *, threshold: float = 0.5) -> None:
+    ``model_ms`` simulates a model pass: each batch sleeps that long per utterance (sleeping, not computing,
+    so that several workers on a small machine show how the coordination scales, not how the cores do).
+    """
+
+    def __init__(self, *, threshold: float = 0.5, model_ms: float = 0.0) -> None:
         self.threshold = threshold
+        self.model_ms = model_ms
         self.calls = 0  # number of predict() calls (batches), for tests of micro-batching
         self.batch_sizes: list[int] = []
 
@@ -60,6 +66,8 @@ class KeywordAnalyzer:
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
         self.calls += 1
         self.batch_sizes.append(len(utterances))
+        if self.model_ms > 0:
+            time.sleep(self.model_ms / 1000.0 * len(utterances))
         return [self._one(u.text) for u in utterances]
 
     def _one(self, text: str) -> RedFlagResult:
@@ -119,6 +127,14 @@ class RuleAdvisor:
 
     def start_call(self) -> AdvisorState:
         return RuleAdvisorState()
+
+    def restore_call(self, data: dict[str, Any]) -> AdvisorState:
+        """The state ``to_dict`` wrote (a call resumed after a restart or on another worker)."""
+        return RuleAdvisorState(
+            procedure_id=data.get("procedure_id"),
+            step_index=int(data.get("step_index", 0)),
+            done=[int(x) for x in data.get("done", [])],
+        )
 
     def query_encoder(self) -> None:
         return None  # no encoder: nothing to batch

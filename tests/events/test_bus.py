@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from assistant.events.bus import EventBus
+from assistant.cluster.servers import RedisServer
+from assistant.events.bus import EventBus, Outgoing, StateUpdate, after_cursor, parse_cursor
 from assistant.events.memory import InProcessBus
 from assistant.events.redis_bus import RedisBus
 
@@ -94,5 +97,107 @@ def test_bus_slow_subscriber_overflows_instead_of_blocking(make_bus: Callable[[]
             assert slow.overflowed and await slow.get() is None
         finally:
             await bus.close()
+
+    _run(scenario())
+
+
+def test_bus_cursors_increase_and_resume_a_topic(make_bus: Callable[[], EventBus]) -> None:
+    async def scenario() -> None:
+        bus = make_bus()
+        await bus.start()
+        try:
+            for n in range(4):
+                await bus.publish("alerts", f'{{"n": {n}}}')
+            await bus.publish("call:other", "{}", eid=1)
+            kept = await bus.history("alerts")
+            cursors = [parse_cursor(m.cursor) for m in kept]
+            assert None not in cursors and cursors == sorted(cursors) and len(set(cursors)) == 4
+            # A supervisor that saw the second alert resumes after its cursor: the third and fourth.
+            assert [m.data for m in after_cursor(kept, kept[1].cursor)] == ['{"n": 2}', '{"n": 3}']
+            assert after_cursor(kept, "not a cursor") == kept
+            await bus.ping()
+        finally:
+            await bus.close()
+
+    _run(scenario())
+
+
+def test_bus_live_message_carries_the_history_cursor(make_bus: Callable[[], EventBus]) -> None:
+    async def scenario() -> None:
+        w1, w2 = make_bus(), make_bus()
+        await w1.start()
+        if w2 is not w1:
+            await w2.start()
+        try:
+            sub = w2.subscribe("alerts")
+            await w1.publish("alerts", '{"type": "alert"}')
+            live = await sub.get()
+            kept = await w2.history("alerts")
+            assert live is not None and live.cursor == kept[-1].cursor != ""
+        finally:
+            await w1.close()
+            if w2 is not w1:
+                await w2.close()
+
+    _run(scenario())
+
+
+@pytest.mark.redis
+def test_redis_bus_reader_resumes_after_losing_its_connection(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Pub/sub lost what was published while a worker's connection was down; the stream reader does not."""
+    own = RedisServer(tmp_path)  # its own server: every client connection is killed below
+    own.start()
+    redis_url = own.url
+
+    async def scenario() -> None:
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        w1, w2 = RedisBus(redis_url, prefix=prefix), RedisBus(redis_url, prefix=prefix)
+        await w1.start()
+        await w2.start()
+        admin = aioredis.from_url(redis_url, decode_responses=True)
+        try:
+            sub = w2.subscribe("call:k")
+            await w1.publish("call:k", "{}", eid=1)
+            assert (await sub.get()) is not None
+            await admin.client_kill_filter(_type="normal", skipme=True)  # every worker connection drops
+            for eid in range(2, 7):
+                await w1.publish("call:k", "{}", eid=eid)
+            got = [await sub.get() for _ in range(5)]
+            assert [m.eid for m in got if m] == [2, 3, 4, 5, 6]
+        finally:
+            await admin.aclose()
+            await w1.close()
+            await w2.close()
+
+    try:
+        _run(scenario())
+    finally:
+        own.stop()
+
+
+def test_bus_publish_many_keeps_order_and_the_state_snapshot(make_bus: Callable[[], EventBus]) -> None:
+    async def scenario() -> None:
+        w1, w2 = make_bus(), make_bus()
+        await w1.start()
+        if w2 is not w1:
+            await w2.start()
+        try:
+            sub = w2.subscribe("call:m")
+            assert await w2.state("call:m") is None
+            group = [Outgoing("call:m", f'{{"n": {eid}}}', eid) for eid in (1, 2, 3)]
+            await w1.publish_many(group, state=StateUpdate("call:m", '{"last_eid": 3}'))
+            got = [await sub.get() for _ in range(3)]
+            assert [m.eid for m in got if m] == [1, 2, 3]
+            assert await w2.state("call:m") == '{"last_eid": 3}'  # another worker reads the snapshot
+            await w1.publish_many(
+                [Outgoing("call:m", "{}", 4)], state=StateUpdate("call:m", '{"last_eid": 4}')
+            )
+            assert await w2.state("call:m") == '{"last_eid": 4}'
+        finally:
+            await w1.close()
+            if w2 is not w1:
+                await w2.close()
 
     _run(scenario())

@@ -1,0 +1,1 @@
+"""Several service workers on one machine: Redis, PostgreSQL, the workers and nginx (``assistant cluster``)."""
