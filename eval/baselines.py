@@ -113,7 +113,7 @@ class KeywordRules:
     name = "keyword_rules"
 
     def score(self, texts: Sequence[str], contexts: Sequence[Sequence[str]]) -> Scored:
-        from assistant.calls.fakes import KeywordAnalyzer
+        from assistant.testing import KeywordAnalyzer
         from assistant.types import Utterance
 
         results = KeywordAnalyzer().predict([Utterance(t) for t in texts])

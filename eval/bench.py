@@ -35,7 +35,6 @@ import os
 import platform
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from typing import Any, Literal
 import psutil
 
 from assistant.calls.transcript import TRANSCRIPTS_DIR, demo_transcripts, load_transcript
+from assistant.cluster.servers import free_port, stop_process
 
 GRACE_S = 10.0  # after the last chunk is sent, wait this long for its events before counting it lost
 PhaseKind = Literal["rate", "saturation", "single"]
@@ -523,13 +523,6 @@ async def scrape_shed(ws_url: str) -> dict[str, float]:
 
 
 # ---- the server under test ----------------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for a server started right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ServerStartError(RuntimeError):
     """The service under test did not come up; the message carries the end of its log."""
 
@@ -609,25 +602,10 @@ class ServerProcess:
 
     def terminate(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM and wait (a graceful shutdown); returns the exit status."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-        return self._proc.returncode
+        return stop_process(self._proc, timeout_s)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        stop_process(self._proc)
         self._proc = None
         if self._log is not None:
             self._log.close()

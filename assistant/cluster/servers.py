@@ -35,6 +35,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> int | None:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL; returns the exit status (None without a process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 def port_open(port: int, host: str = HOST) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -125,13 +139,7 @@ class RedisServer:
             raise ServiceUnavailable(f"{e}: {_tail(log)}") from e
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        stop_process(self._proc)
         self._proc = None
 
     def __enter__(self) -> RedisServer:
@@ -276,13 +284,7 @@ class NginxServer:
             raise ServiceUnavailable(f"{e}: {_tail(self.workdir / 'logs' / 'error.log')}") from e
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()  # SIGTERM: nginx's fast shutdown
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        stop_process(self._proc)  # SIGTERM: nginx's fast shutdown
         self._proc = None
 
     def __enter__(self) -> NginxServer:

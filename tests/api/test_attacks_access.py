@@ -17,7 +17,7 @@ from streaming_support import make_settings
 
 from assistant.api.app import create_app
 from assistant.auth import issue_token
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 SECRET = "access-test-secret-0123456789abcdefgh"
 TEAMS = {"agentB": ["billing"], "agentC": ["fraud"]}

@@ -13,10 +13,10 @@ from starlette.testclient import WebSocketTestSession
 from streaming_support import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
 from assistant.cli._serve import check_open_mode
 from assistant.errors import ConfigurationError
 from assistant.logs import RedactingFormatter, redacted_record
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def _send(ws: WebSocketTestSession, frame: str) -> dict:

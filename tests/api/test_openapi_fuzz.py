@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from streaming_support import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 # The app lives for the test session: schemathesis starts its lifespan once and reuses it for every case.
 _VAR = Path(tempfile.mkdtemp(prefix="openapi-fuzz-"))

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from streaming_support import make_settings
 
 from assistant.api.app import create_app
-from assistant.calls.fakes import KeywordAnalyzer, RuleAdvisor
+from assistant.testing import KeywordAnalyzer, RuleAdvisor
 
 
 def _metric(client: TestClient, name: str) -> float:
