@@ -62,11 +62,21 @@ def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) ->
     fp32 = load_classifier(get_settings(), mode="fp32")
     # int8 runs rows one at a time (its activation scale is per batch), so it must match exactly.
     int8 = load_classifier(get_settings(), mode="int8")
-    # bf16 sums padded rows in a different order: allow one bf16 step near 1.0 (2**-8 = 0.0039).
-    for clf, atol in ((fp32, 1e-5), (int8, 1e-5), (shipped, 5e-3)):
+    for clf in (fp32, int8):
         batch = clf.probabilities([Utterance(t, ("hello",)) for t in texts])
         singles = torch.cat([clf.probabilities([Utterance(t, ("hello",))]) for t in texts])
-        assert torch.allclose(batch, singles, atol=atol), (clf.precision, (batch - singles).abs().max())
+        assert torch.allclose(batch, singles, atol=1e-5), (clf.precision, (batch - singles).abs().max())
+    # bf16 (the shipped mode on CPUs with bf16 units) sums padded rows in a different order, and keeps ~3
+    # significant digits: compare logits, where its error does not depend on where the probability sits on the
+    # sigmoid (measured: at most 0.064 on both the 2026-11-29 and 2026-11-30 models; 0.1 moves p=0.5 by 0.025).
+    batch = shipped.probabilities([Utterance(t, ("hello",)) for t in texts])
+    singles = torch.cat([shipped.probabilities([Utterance(t, ("hello",))]) for t in texts])
+    gap = (_logit(batch) - _logit(singles)).abs().max()
+    assert gap <= 0.1, (shipped.precision, gap)
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    return torch.logit(p.double().clamp(1e-6, 1 - 1e-6))
 
 
 @pytest.mark.parametrize(
