@@ -95,8 +95,19 @@ class CallRecorder:
         )
         self.writer.put(Insert(row, ignore_conflict=("id",)) if if_absent else Upsert(row))
 
-    def call_state(self, s: CallSession, *, ended: bool = False, snapshot: str | None = None) -> None:
-        """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from."""
+    def call_state(
+        self,
+        s: CallSession,
+        *,
+        ended: bool = False,
+        snapshot: str | None = None,
+        advisor_state: dict[str, Any] | None = None,
+        guidance_state: dict[str, Any] | None = None,
+    ) -> None:
+        """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from.
+
+        ``advisor_state`` and ``guidance_state``: the snapshot's copies, when it has them (converting them again
+        for every chunk cost the event loop; they must not be changed after this call)."""
         if self.writer is None:
             return
         now = utcnow()
@@ -110,8 +121,12 @@ class CallRecorder:
             "peak_severity": s.severity.peak.score,
             "peak_level": s.severity.peak.level,
             "flag_counts": dict(s.flag_counts),
-            "advisor_state": advisor_state_dict(s.advisor_state),
-            "guidance_state": s.guidance.to_dict() if s.guidance is not None else {},
+            "advisor_state": advisor_state
+            if advisor_state is not None
+            else advisor_state_dict(s.advisor_state),
+            "guidance_state": guidance_state
+            if guidance_state is not None
+            else (s.guidance.to_dict() if s.guidance is not None else {}),
         }
         if ended:
             values.update(ended_at=now, end_reason=s.end_reason)

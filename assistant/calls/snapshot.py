@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.calls.session import CallSession
@@ -94,7 +94,9 @@ class CallSnapshot:
         s.shown_suggestions = tuple((p, i) for p, i in self.shown_suggestions)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Every field was copied when the snapshot was taken (``of``), so no deep copy here: this runs for
+        # every chunk on the event loop.
+        return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> CallSnapshot:
@@ -112,3 +114,6 @@ class CallSnapshot:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise SnapshotError(f"unreadable call snapshot: {e}") from e
+
+
+_FIELDS = tuple(CallSnapshot.__dataclass_fields__)

@@ -22,12 +22,13 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from assistant.guidance.policy import ProtocolPolicy, matches
+from assistant.plain import plain
 
 
 @dataclass(slots=True)
@@ -59,7 +60,8 @@ class ProtocolState:
     last_seq: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out: dict[str, Any] = plain(self)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProtocolState:

@@ -18,10 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.guidance.policy import StagePolicy, StepRule, matches
+from assistant.plain import plain
 
 
 @dataclass(slots=True)
@@ -62,7 +63,8 @@ class StageState:
     last_seq: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out: dict[str, Any] = plain(self)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageState:

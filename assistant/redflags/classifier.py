@@ -268,16 +268,18 @@ class RedFlagClassifier:
             return []
         t0 = time.perf_counter()
         probs, contrib, batch = self._forward(utterances)
-        flagged = probs >= self._thresholds
+        # Python lists, not tensor indexing, per row and label: each indexing is a small tensor op under the GIL.
+        flagged = (probs >= self._thresholds).tolist()
+        prob_rows = probs.tolist()
         results = []
         for i, u in enumerate(utterances):
             labels: dict[str, LabelScore] = {}
             for j, label in enumerate(LABELS):
-                is_flag = bool(flagged[i, j])
+                is_flag = flagged[i][j]
                 spans = _spans(u.text, batch.text_offsets[i], contrib[i, j]) if is_flag else ()
                 labels[label] = LabelScore(
                     label=label,
-                    probability=round(float(probs[i, j]), 4),
+                    probability=round(prob_rows[i][j], 4),
                     threshold=self.config.thresholds[label],
                     flagged=is_flag,
                     spans=spans,
@@ -311,16 +313,16 @@ def _spans(text: str, offsets: list[tuple[int, int]], contributions: torch.Tenso
     n = len(offsets)
     if n == 0:
         return ()
-    scores = contributions[1 : n + 1]  # token 0 is [CLS]; the utterance follows it
-    top = float(scores.max())
+    scores: list[float] = contributions[1 : n + 1].tolist()  # token 0 is [CLS]; the utterance follows it
+    top = max(scores)
     if top <= 0:
         return ()
-    keep = [i for i in range(n) if float(scores[i]) >= _SPAN_SHARE * top and offsets[i][1] > offsets[i][0]]
+    keep = [i for i in range(n) if scores[i] >= _SPAN_SHARE * top and offsets[i][1] > offsets[i][0]]
     spans: list[list[float]] = []
     for i in keep:
         start, end = offsets[i]
         start, end = _word_bounds(text, start, end)
-        w = float(scores[i]) / top
+        w = scores[i] / top
         # Words a short gap apart read as one phrase ("want [your] supervisor"), unless a sentence ends between.
         gap = text[int(spans[-1][1]) : start] if spans else ""
         if spans and len(gap) <= _MERGE_GAP_CHARS and not any(c in gap for c in ".!?;"):
