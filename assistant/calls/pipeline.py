@@ -329,12 +329,7 @@ class AnalysisPipeline:
             )
             self.metrics.errors.labels("bus_publish_failed").inc()
         self.metrics.latency.observe(time.perf_counter() - chunk.received)
-        self.recorder.call_state(
-            s,
-            snapshot=snapshot,
-            advisor_state=state.advisor_state if state is not None else None,
-            guidance_state=state.guidance_state if state is not None else None,
-        )
+        self.recorder.call_state(s, snapshot=snapshot)
 
     async def _shed(self, live: LiveCall, item: _Advice | None, feature: Feature) -> None:
         """Account a turn whose advice was skipped: counted, its ``processed`` names it, ``degraded`` if new."""

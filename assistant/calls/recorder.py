@@ -95,19 +95,14 @@ class CallRecorder:
         )
         self.writer.put(Insert(row, ignore_conflict=("id",)) if if_absent else Upsert(row))
 
-    def call_state(
-        self,
-        s: CallSession,
-        *,
-        ended: bool = False,
-        snapshot: str | None = None,
-        advisor_state: dict[str, Any] | None = None,
-        guidance_state: dict[str, Any] | None = None,
-    ) -> None:
+    def call_state(self, s: CallSession, *, ended: bool = False, snapshot: str | None = None) -> None:
         """The call's current state (after every chunk, and when it ends); ``snapshot``: what it resumes from.
 
-        ``advisor_state`` and ``guidance_state``: the snapshot's copies, when it has them (converting them again
-        for every chunk cost the event loop; they must not be changed after this call)."""
+        With a snapshot (after every chunk) the advisor and guidance columns are left as they are: the snapshot
+        holds both (a resumed call reads them from it), and converting, checking and writing them again for
+        every chunk was a fifth of the event loop's time at saturation (py-spy, docs/benchmarks.md). Every
+        write without one (call opened, drained, ended) stores them.
+        """
         if self.writer is None:
             return
         now = utcnow()
@@ -121,17 +116,14 @@ class CallRecorder:
             "peak_severity": s.severity.peak.score,
             "peak_level": s.severity.peak.level,
             "flag_counts": dict(s.flag_counts),
-            "advisor_state": advisor_state
-            if advisor_state is not None
-            else advisor_state_dict(s.advisor_state),
-            "guidance_state": guidance_state
-            if guidance_state is not None
-            else (s.guidance.to_dict() if s.guidance is not None else {}),
         }
-        if ended:
-            values.update(ended_at=now, end_reason=s.end_reason)
         if snapshot is not None:
             values["live_state"] = snapshot
+        else:
+            values["advisor_state"] = advisor_state_dict(s.advisor_state)
+            values["guidance_state"] = s.guidance.to_dict() if s.guidance is not None else {}
+        if ended:
+            values.update(ended_at=now, end_reason=s.end_reason)
         self.writer.put(Update(m.Call, s.call_id, values))
 
     # ---- per chunk --------------------------------------------------------------------------------------
