@@ -1,8 +1,9 @@
 """The supervisor report for a period, read from the store (shared by ``assistant report`` and the HTTP route).
 
-Example:
-    >>> from datetime import UTC, datetime
-    >>> # await load_report(settings, policies, since=datetime(2026, 11, 1, tzinfo=UTC), until=...)  # doctest: +SKIP
+Usage, in a coroutine (``GET /v1/reports/supervisor`` and ``assistant report`` call it; their tests run it on a real
+store)::
+
+    report = await report_from_store(store, policies, since=datetime(2026, 11, 1, tzinfo=UTC), until=now)
 """
 
 from __future__ import annotations
