@@ -97,6 +97,7 @@ class MicroBatcher(Generic[In, Out]):
         name: str = "redflag-batch",
         max_queued: int | None = None,
         yield_to: MicroBatcher[Any, Any] | None = None,
+        yield_backlog: int | None = None,
         workers: int = 1,
     ) -> None:
         if max_batch < 1:
@@ -112,6 +113,9 @@ class MicroBatcher(Generic[In, Out]):
         # Priority: while the batcher we yield to holds a full batch or more, this one runs no pass (the red
         # flags' classifier goes first; on 2 cores the two model threads would otherwise split the CPU).
         self._yield_to = yield_to
+        if yield_backlog is not None and yield_backlog < 1:
+            raise ValueError(f"yield_backlog must be >= 1 or None, got {yield_backlog}")
+        self._yield_backlog = yield_backlog  # None: a full batch of the batcher yielded to
         self._on_batch = on_batch
         self._name = name
         self._jobs: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
@@ -225,12 +229,14 @@ class MicroBatcher(Generic[In, Out]):
             self._queued = max(0, self._queued - n)
 
     def _wait_for_priority(self) -> None:
-        """Hold this worker while the batcher it yields to is a full batch or more behind (at most 1 s)."""
+        """Hold this worker while the batcher it yields to has ``yield_backlog`` items or more waiting (default:
+        a full batch), at most 1 s."""
         high = self._yield_to
         if high is None:
             return
+        limit = self._yield_backlog if self._yield_backlog is not None else high.max_batch
         waited = 0.0
-        while high.backlog >= high.max_batch and waited < 1.0:
+        while high.backlog >= limit and waited < 1.0:
             time.sleep(0.002)
             waited += 0.002
 

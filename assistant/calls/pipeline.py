@@ -125,6 +125,7 @@ class AnalysisPipeline:
                 on_batch=partial(self._on_batch, "queries"),
                 max_queued=settings.query_queue_max,
                 yield_to=self.batcher,
+                yield_backlog=settings.query_yield_backlog,
             )
         self._advisor_pool: ThreadPoolExecutor | None = None
         self.degradation = Degradation(recover_s=settings.degraded_recover_s)

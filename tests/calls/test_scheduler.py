@@ -191,6 +191,45 @@ def test_the_low_priority_batcher_waits_while_the_high_one_is_a_batch_behind() -
     assert order.index("queries") >= 3, order
 
 
+def test_yield_backlog_makes_the_low_priority_batcher_wait_for_fewer_items() -> None:
+    async def run() -> tuple[list[str], float]:
+        order: list[str] = []
+        lock = threading.Lock()
+
+        class Rec(SlowEcho):
+            def __init__(self, tag: str, seconds: float) -> None:
+                super().__init__(seconds)
+                self.tag = tag
+
+            def predict(self, items: list[str], /) -> list[str]:
+                out = super().predict(items)
+                with lock:
+                    order.append(self.tag)
+                return out
+
+        # Four red-flag items are less than one batch (8): only a yield_backlog below 5 holds the query pass.
+        high: MicroBatcher[str, str] = MicroBatcher(Rec("flags", 0.1), max_batch=8, max_wait_ms=0, name="hi")
+        low: MicroBatcher[str, str] = MicroBatcher(
+            Rec("queries", 0.0), max_batch=2, max_wait_ms=0, name="lo", yield_to=high, yield_backlog=1
+        )
+        await high.start()
+        await low.start()
+        try:
+            hs = [asyncio.ensure_future(high.predict(str(i))) for i in range(4)]
+            await asyncio.sleep(0.02)  # the flag pass (0.1 s) is running with 4 items
+            ls = [asyncio.ensure_future(low.predict(str(i))) for i in range(2)]
+            await asyncio.gather(*hs, *ls)
+            return order, high.backlog
+        finally:
+            await low.stop()
+            await high.stop()
+
+    order, backlog = asyncio.run(run())
+    assert order == ["flags", "queries"] and backlog == 0, order
+    with pytest.raises(ValueError, match="yield_backlog"):
+        MicroBatcher(SlowEcho(0.0), yield_backlog=0)
+
+
 def test_several_workers_run_passes_side_by_side_and_stop_cleanly() -> None:
     both = threading.Barrier(2, timeout=5.0)
 
