@@ -15,10 +15,18 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from assistant.errors import ConfigurationError
 from assistant.settings import Settings
@@ -43,6 +51,15 @@ def _compile(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
     return tuple(out)
 
 
+def _valid_patterns(patterns: list[str]) -> list[str]:
+    _compile(patterns)
+    return patterns
+
+
+# A list of regular expressions, checked when a policy loads (case-insensitive, joinable into one alternation).
+RegexList = Annotated[list[str], AfterValidator(_valid_patterns)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,13 +67,7 @@ class _Strict(BaseModel):
 class Patterns(_Strict):
     """A list of regular expressions, compiled once (case-insensitive)."""
 
-    any: list[str] = Field(min_length=1)
-
-    @field_validator("any")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
+    any: RegexList = Field(min_length=1)
 
 
 @lru_cache(maxsize=4096)
@@ -89,29 +100,17 @@ class StageDef(_Strict):
     id: str = Field(pattern=_ID)
     title: str
     speakers: list[SpeakerName] = Field(default_factory=lambda: _BOTH.copy())
-    cues: list[str] = Field(default_factory=list)
+    cues: RegexList = Field(default_factory=list)
     from_: list[str] | None = Field(default=None, alias="from")
-
-    @field_validator("cues")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
 
 
 class StepRule(_Strict):
     speaker: SpeakerName
-    any: list[str] = Field(min_length=1)
-    all: list[str] = Field(default_factory=list)
+    any: RegexList = Field(min_length=1)
+    all: RegexList = Field(default_factory=list)
     stages: list[str] = Field(default_factory=list)
     within_turns: int | None = Field(default=None, ge=1)
     reply: Patterns | None = None
-
-    @field_validator("any", "all")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
 
 
 class StepDef(_Strict):
@@ -140,14 +139,8 @@ class NamePatterns(_Strict):
 class SummaryDef(_Strict):
     """Patterns of the post-call summary: what the agent did, and what happens next."""
 
-    done: list[str] = Field(default_factory=list)
-    follow_up: list[str] = Field(default_factory=list)
-
-    @field_validator("done", "follow_up")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
+    done: RegexList = Field(default_factory=list)
+    follow_up: RegexList = Field(default_factory=list)
 
 
 class StagePolicy(_Strict):
@@ -203,17 +196,11 @@ class ProtocolStepDef(_Strict):
     id: str = Field(pattern=_ID)
     title: str
     say: str = Field(min_length=1)
-    said: list[str] = Field(min_length=1)
+    said: RegexList = Field(min_length=1)
     due_at: str | None = None
     requires: list[str] = Field(default_factory=list)
     skip_to: list[str] = Field(default_factory=list)
     warning: bool = False  # a warning to the customer (listed under warnings_given in incident records)
-
-    @field_validator("said")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
 
 
 class SupervisorAlertDef(_Strict):
@@ -241,14 +228,8 @@ class FollowUpDef(_Strict):
 
 class IncidentDef(_Strict):
     report_labels: list[str] = Field(min_length=1)
-    handover: list[str] = Field(default_factory=list)
+    handover: RegexList = Field(default_factory=list)
     follow_up: list[FollowUpDef] = Field(default_factory=list)
-
-    @field_validator("handover")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
 
 
 class ProtocolPolicy(_Strict):
@@ -258,17 +239,11 @@ class ProtocolPolicy(_Strict):
     abusive_labels: list[str] = Field(min_length=1)
     severity: list[SeverityDef] = Field(min_length=1)
     steps: list[ProtocolStepDef] = Field(min_length=1)
-    de_escalation: list[str] = Field(default_factory=list)
+    de_escalation: RegexList = Field(default_factory=list)
     may_end_call_at: str
     supervisor_alert: SupervisorAlertDef
     wellbeing: WellbeingDef
     incident: IncidentDef
-
-    @field_validator("de_escalation")
-    @classmethod
-    def _check(cls, v: list[str]) -> list[str]:
-        _compile(v)
-        return v
 
     @model_validator(mode="after")
     def _references(self) -> ProtocolPolicy:
