@@ -159,10 +159,11 @@ class Settings(BaseSettings):
     query_queue_max: int = Field(
         default=512, ge=1, description="query-encoder items queued across calls, at most (more are skipped)"
     )
-    query_yield_backlog: int = Field(
-        default=64,
+    query_yield_backlog: int | None = Field(
+        default=None,
         ge=1,
-        description="the query encoder runs no pass while this many red-flag items wait (red flags first)",
+        description="the query encoder runs no pass while this many red-flag items wait (red flags first); "
+        "unset: a full red-flag batch (batch_max_size)",
     )
     flags_late_ms: float = Field(
         default=1000.0, gt=0, description="a red-flag result later than this counts red flags as behind"
