@@ -41,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train on the share of annotators who chose a label where a source gives it (ConvAbuse) "
         "instead of their majority vote (0/1)",
     )
+    r.add_argument(
+        "--repeat",
+        action="append",
+        default=None,
+        metavar="SOURCE=N",
+        help="show a source's training rows N times per epoch (default: convabuse=2); repeatable; "
+        "--repeat convabuse=1 turns the default off",
+    )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
 
@@ -69,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, **changes)
     if args.soft_labels:
         cfg = replace(cfg, soft_labels=True)
+    if args.repeat:
+        cfg = replace(cfg, source_repeats=_repeats(args.repeat))
     caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
     out = args.out or settings.redflag_model_path()
     run = run_training(
@@ -84,3 +94,18 @@ def _run(args: argparse.Namespace) -> int:
         json.dumps({"out": str(out), "seconds": round(run.seconds, 1), "test": run.metrics["test"]}, indent=2)
     )
     return 0
+
+
+def _repeats(values: list[str]) -> tuple[tuple[str, int], ...]:
+    """``["convabuse=2"]`` -> ``(("convabuse", 2),)``, with an error that says what is wrong."""
+    from assistant.redflags.data import SOURCES
+
+    out: dict[str, int] = {}
+    for v in values:
+        source, _, n = v.partition("=")
+        if source not in SOURCES or not n.isdigit() or int(n) < 1:
+            raise InvalidInputError(
+                f"--repeat {v!r}: use SOURCE=N with N >= 1 and SOURCE one of {', '.join(SOURCES)}"
+            )
+        out[source] = int(n)
+    return tuple(out.items())

@@ -54,6 +54,28 @@ class TrainConfig:
     # the share (AUC 0.932 vs 0.941): the share ranks a little better, the vote decides better at the majority
     # line that the labels are scored on (MODEL_CARD.md, "Recipe choice").
     soft_labels: bool = False
+    # Sources whose training rows are shown more than once per epoch, each copy with its own ASR-style coin:
+    # ConvAbuse's 1,071 in-dialogue rows are 2.6% of the data but the closest to a call (session 9 lever).
+    source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
+
+
+def with_repeats(examples: Sequence[Example], repeats: Sequence[tuple[str, int]]) -> list[Example]:
+    """``examples`` with each row of a repeated source appearing ``n`` times in all (order kept, copies appended).
+
+    Example:
+        >>> rows = [Example("you idiot", (), frozenset({"insult"}), frozenset({"insult"}), "convabuse", "train", "c1")]
+        >>> len(with_repeats(rows, [("convabuse", 3)])), len(with_repeats(rows, []))
+        (3, 1)
+    """
+    times = dict(repeats)
+    bad = {s: n for s, n in times.items() if n < 1}
+    if bad:
+        raise ValueError(f"source repeats must be >= 1, got {bad}")
+    out = list(examples)
+    for source, n in times.items():
+        mine = [e for e in examples if e.source == source]
+        out += mine * (n - 1)
+    return out
 
 
 def asr_style(text: str) -> str:
@@ -102,6 +124,7 @@ def train(
     if not train_examples:
         raise ValueError("no training examples: check the data dir and the sources asked for")
     seed_everything(cfg.seed)
+    train_examples = with_repeats(train_examples, cfg.source_repeats)
     clf = new_classifier(cfg)
     net = clf.net
     rng = random.Random(cfg.seed)
