@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_CONSECUTIVE_ERRORS = 50
+# What a transcript source may ask to receive besides its replies (docs/protocol.md, "What the server sends").
+SOURCE_EVENTS = ("all", "replies")
 
 
 def _service(ws: WebSocket) -> CallService:
@@ -234,6 +236,15 @@ async def stream(ws: WebSocket, call_id: str) -> None:
         return
     svc = _service(ws)
     await ws.accept()
+    events = ws.query_params.get("events", "all")
+    if events not in SOURCE_EVENTS:
+        await refuse_accepted(
+            ws,
+            CloseCode.BAD_PARAMETER,
+            ErrorReason.BAD_PARAMETER,
+            f"?events={preview(events)} is not one of {', '.join(SOURCE_EVENTS)}",
+        )
+        return
     conn = object()
     # Who handles the call: `?agent=` from the telephony side (recorded when the call is opened).
     agent = _agent_name(ws.query_params.get("agent"))
@@ -241,7 +252,14 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     async def kick() -> None:
         await _close(ws, CloseCode.SOURCE_REPLACED, "another source connected for this call")
 
-    sub = svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
+    # `?events=replies`: a telephony connector that only streams transcripts gets its own replies (ready,
+    # ack, stored, error, pong) and not the call's events, which the sidebar reads on its own socket: every
+    # event then costs the worker one send instead of two.
+    sub = (
+        svc.bus.subscribe(call_topic(call_id), maxsize=10_000)
+        if events == "all"
+        else Subscription(call_topic(call_id), maxsize=10_000)
+    )
     try:
         live, ready = await svc.attach_source(
             call_id, conn=conn, kick=kick, agent=agent, subject=principal.subject

@@ -271,6 +271,9 @@ class PhaseSpec:
     rate_s: float = 2.0
     grace_s: float = GRACE_S
     connect_concurrency: int = 64
+    # What each call's source socket asks for (`?events=`): "replies" as a telephony connector would (the
+    # call's events go to the sidebar socket only), or "all" (every event twice, as before 2026-11-30).
+    source_events: str = "replies"
 
 
 async def _connect(url: str, *, open_timeout: float = 30.0) -> Any:
@@ -308,12 +311,14 @@ async def _sim_call(
 ) -> None:
     """Connect sidebar then source, wait for every call to connect, stream turns on schedule (or
     closed-loop), read everything, end."""
-    q = f"?token={token}" if token else ""
+    auth = f"token={token}" if token else ""
     done_seq: dict[int, asyncio.Event] = {}
     try:
         async with connected:
-            sidebar = await _connect(f"{base_url}/v1/calls/{record.call_id}/events{q}")
-            source = await _connect(f"{base_url}/v1/calls/{record.call_id}/stream{q}")
+            sidebar = await _connect(f"{base_url}/v1/calls/{record.call_id}/events?{auth}")
+            source = await _connect(
+                f"{base_url}/v1/calls/{record.call_id}/stream?events={spec.source_events}&{auth}"
+            )
     except Exception as e:  # a refused connection is an error of the run, not a crash of the bench
         record.errors.append(f"connect: {type(e).__name__}")
         clock.arrived()
@@ -334,7 +339,7 @@ async def _sim_call(
                         ev.set()
 
     async def read_source() -> None:
-        # The source socket repeats every call event; only its own replies (acks, refusals) matter here.
+        # Only the source's own replies (acks, refusals) matter here; with ?events=all it repeats every event.
         with contextlib.suppress(Exception):
             async for raw in source:
                 if '"error"' in raw:

@@ -84,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--torch-threads", type=int, default=1, help="intra-op threads per model thread in the service"
     )
     p.add_argument(
+        "--source-events",
+        choices=["replies", "all"],
+        default="replies",
+        help="what each call's source socket asks for: its replies only, as a telephony connector would "
+        "(default), or every call event too (the sidebar socket gets them either way)",
+    )
+    p.add_argument(
         "--fake-models", action="store_true", help="serve the keyword/rule fakes (tests, no models)"
     )
     p.add_argument(
@@ -228,7 +235,9 @@ async def _config(
             _say(f"{label}: warm-up")
             await run_phase(
                 url,
-                PhaseSpec("single", 4, args.warmup, rate_s=0.1, grace_s=5.0),
+                PhaseSpec(
+                    "single", 4, args.warmup, rate_s=0.1, grace_s=5.0, source_events=args.source_events
+                ),
                 token=token,
                 scripts=scripts,
             )
@@ -237,7 +246,14 @@ async def _config(
             _say(f"{label}: one call alone, {args.single_duration:g} s")
             single = await run_phase(
                 url,
-                PhaseSpec("single", 1, args.single_duration, rate_s=0.1, grace_s=args.grace),
+                PhaseSpec(
+                    "single",
+                    1,
+                    args.single_duration,
+                    rate_s=0.1,
+                    grace_s=args.grace,
+                    source_events=args.source_events,
+                ),
                 token=token,
                 scripts=scripts,
             )
@@ -246,7 +262,13 @@ async def _config(
         )
         sat = await run_phase(
             url,
-            PhaseSpec("saturation", args.saturation_calls, args.saturation_duration, grace_s=args.grace),
+            PhaseSpec(
+                "saturation",
+                args.saturation_calls,
+                args.saturation_duration,
+                grace_s=args.grace,
+                source_events=args.source_events,
+            ),
             server=server,
             token=token,
             scripts=scripts,
@@ -254,7 +276,14 @@ async def _config(
         _say(f"{label}: {args.calls} calls, a chunk each every {args.rate_s:g} s, {duration:g} s")
         rate = await run_phase(
             url,
-            PhaseSpec("rate", args.calls, duration, rate_s=args.rate_s, grace_s=args.grace),
+            PhaseSpec(
+                "rate",
+                args.calls,
+                duration,
+                rate_s=args.rate_s,
+                grace_s=args.grace,
+                source_events=args.source_events,
+            ),
             server=server,
             token=token,
             scripts=scripts,
@@ -308,6 +337,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "batch_max_wait_ms": args.batch_max_wait_ms,
         "torch_threads": args.torch_threads,
         "fake_models": args.fake_models,
+        "source_events": args.source_events,
         "latency": "chunk sent on the source socket -> its processed event received on the sidebar socket",
         "speedup": "saturation throughput, optimized / naive, measured in the same run",
     }

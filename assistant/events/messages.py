@@ -35,6 +35,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4408  # the client did not read its events fast enough; reconnect with ?after=
     SOURCE_REPLACED = 4409  # another source connected for the same call and took over
     CALL_ENDED = 4410  # the call has ended; no more chunks are accepted
+    BAD_PARAMETER = 4422  # a query parameter with a value the socket does not take (e.g. ``?events=``)
     TOO_MANY_ERRORS = 4429  # too many bad messages in a row
 
 
@@ -60,6 +61,7 @@ class ErrorReason(StrEnum):
     CALL_TAKEN = "call_taken"  # the call belongs to another source (close 4403)
     FORBIDDEN = "forbidden"  # the token may not use this socket or this call (close 4403)
     TOKEN_EXPIRED = "token_expired"  # the socket's token expired (close 4401)
+    BAD_PARAMETER = "bad_parameter"  # a query parameter with a value the socket does not take (close 4422)
 
 
 # ---- inbound ---------------------------------------------------------------------------------------------

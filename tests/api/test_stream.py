@@ -300,3 +300,37 @@ def test_alert_ack_over_socket_and_http(client: TestClient) -> None:
     assert client.post("/v1/alerts/unknown/ack").status_code == 404
     record = client.get("/v1/calls/t-ack").json()
     assert record["alerts"][0]["acked_by"] == "anonymous" and len(record["alerts"][0]["acks"]) == 1
+
+
+def test_stream_source_asking_for_replies_gets_acks_and_no_call_events(client: TestClient) -> None:
+    call_id = "t-replies"
+    chunks = _chunks("billing-dispute-abusive.jsonl", call_id)
+    with (
+        client.websocket_connect(f"/v1/calls/{call_id}/events") as agent,
+        client.websocket_connect(f"/v1/calls/{call_id}/stream?events=replies") as src,
+    ):
+        assert src.receive_json()["type"] == "ready"
+        for c in chunks:
+            src.send_json(c)
+        src.send_json({"type": "ping"})
+        replies = _until(src, "pong")
+        assert [e["seq"] for e in replies if e["type"] == "ack"] == [c["seq"] for c in chunks]
+        assert {e["type"] for e in replies} <= {"ack", "stored", "pong"}
+        src.send_json({"type": "end"})
+        # The sidebar still gets every event of the call, flags included.
+        agent_events = _until(agent, "call_ended")
+        assert any(e["type"] == "flag" for e in agent_events)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                assert src.receive_json()["type"] in {"ack", "stored", "pong"}
+        assert closed.value.code == CloseCode.NORMAL
+
+
+def test_stream_unknown_events_choice_is_refused_with_a_clear_error(client: TestClient) -> None:
+    with client.websocket_connect("/v1/calls/t-bad-events/stream?events=some") as src:
+        err = src.receive_json()
+        assert err["type"] == "error" and err["reason"] == "bad_parameter"
+        assert "all, replies" in err["message"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            src.receive_json()
+        assert closed.value.code == CloseCode.BAD_PARAMETER

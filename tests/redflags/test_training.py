@@ -95,3 +95,24 @@ def test_soft_targets_only_when_asked() -> None:
 
 def test_asr_style_lowercases_and_drops_punctuation() -> None:
     assert asr_style("Hello, I'm REALLY upset!!") == "hello i'm really upset"
+
+
+def test_repeated_sources_appear_n_times_and_others_once() -> None:
+    from assistant.redflags.training import with_repeats
+
+    rows = [_ex("a"), Example("b", (), frozenset(), ALL, "convabuse", "train", "b")]
+    out = with_repeats(rows, [("convabuse", 3)])
+    assert [e.text for e in out] == ["a", "b", "b", "b"]
+    assert with_repeats(rows, []) == rows
+    with pytest.raises(ValueError, match=">= 1"):
+        with_repeats(rows, [("convabuse", 0)])
+
+
+def test_train_cli_parses_repeats_and_rejects_bad_ones() -> None:
+    from assistant.cli._train import _repeats
+    from assistant.errors import InvalidInputError
+
+    assert _repeats(["convabuse=3", "written=2"]) == (("convabuse", 3), ("written", 2))
+    for bad in ("convabuse", "nosuch=2", "convabuse=0", "convabuse=x"):
+        with pytest.raises(InvalidInputError, match="SOURCE=N"):
+            _repeats([bad])
