@@ -41,6 +41,12 @@ def metrics_tables(split_metrics: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _repeats(tc: dict[str, Any]) -> str:
+    """The sources shown more than once per epoch, as a clause of the card's training line."""
+    pairs = [(str(s), int(n)) for s, n in tc.get("source_repeats") or () if int(n) > 1]
+    return "".join(f" {s} rows shown {n} times per epoch;" for s, n in pairs)
+
+
 def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], *, extra: str = "") -> Path:
     """Render MODEL_CARD.md in ``out`` from the config and metrics of a training run."""
     thresholds = "\n".join(f"| {label} | {config.thresholds[label]:.3f} |" for label in LABELS)
@@ -99,7 +105,7 @@ threshold choice, and no normalised test text of any source is in a training or 
 our ConvAbuse test split.
 
 Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
-{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft}; {metrics.get("train_seconds", "?")} s on the machine below.
+{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft};{_repeats(tc)} {metrics.get("train_seconds", "?")} s on the machine below.
 
 ## Metrics on the held-out, deduplicated test splits (per source, at the shipped thresholds)
 {metrics_tables(metrics.get("test", {}))}
