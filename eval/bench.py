@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import psutil
 
@@ -311,14 +312,13 @@ async def _sim_call(
 ) -> None:
     """Connect sidebar then source, wait for every call to connect, stream turns on schedule (or
     closed-loop), read everything, end."""
-    auth = f"token={token}" if token else ""
+    auth = {"token": token} if token else {}
+    call_url = f"{base_url}/v1/calls/{record.call_id}"
     done_seq: dict[int, asyncio.Event] = {}
     try:
         async with connected:
-            sidebar = await _connect(f"{base_url}/v1/calls/{record.call_id}/events?{auth}")
-            source = await _connect(
-                f"{base_url}/v1/calls/{record.call_id}/stream?events={spec.source_events}&{auth}"
-            )
+            sidebar = await _connect(f"{call_url}/events?{urlencode(auth)}")
+            source = await _connect(f"{call_url}/stream?{urlencode({'events': spec.source_events, **auth})}")
     except Exception as e:  # a refused connection is an error of the run, not a crash of the bench
         record.errors.append(f"connect: {type(e).__name__}")
         clock.arrived()

@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,7 @@ async def _config(
 
     scripts = load_scripts()
     token = _token()
+    phase = partial(PhaseSpec, source_events=args.source_events)  # every phase's sources ask alike
     server: ServerProcess | None = None
     if url is None:
         if env is None:
@@ -235,9 +237,7 @@ async def _config(
             _say(f"{label}: warm-up")
             await run_phase(
                 url,
-                PhaseSpec(
-                    "single", 4, args.warmup, rate_s=0.1, grace_s=5.0, source_events=args.source_events
-                ),
+                phase("single", 4, args.warmup, rate_s=0.1, grace_s=5.0),
                 token=token,
                 scripts=scripts,
             )
@@ -246,14 +246,7 @@ async def _config(
             _say(f"{label}: one call alone, {args.single_duration:g} s")
             single = await run_phase(
                 url,
-                PhaseSpec(
-                    "single",
-                    1,
-                    args.single_duration,
-                    rate_s=0.1,
-                    grace_s=args.grace,
-                    source_events=args.source_events,
-                ),
+                phase("single", 1, args.single_duration, rate_s=0.1, grace_s=args.grace),
                 token=token,
                 scripts=scripts,
             )
@@ -262,13 +255,7 @@ async def _config(
         )
         sat = await run_phase(
             url,
-            PhaseSpec(
-                "saturation",
-                args.saturation_calls,
-                args.saturation_duration,
-                grace_s=args.grace,
-                source_events=args.source_events,
-            ),
+            phase("saturation", args.saturation_calls, args.saturation_duration, grace_s=args.grace),
             server=server,
             token=token,
             scripts=scripts,
@@ -276,14 +263,7 @@ async def _config(
         _say(f"{label}: {args.calls} calls, a chunk each every {args.rate_s:g} s, {duration:g} s")
         rate = await run_phase(
             url,
-            PhaseSpec(
-                "rate",
-                args.calls,
-                duration,
-                rate_s=args.rate_s,
-                grace_s=args.grace,
-                source_events=args.source_events,
-            ),
+            phase("rate", args.calls, duration, rate_s=args.rate_s, grace_s=args.grace),
             server=server,
             token=token,
             scripts=scripts,

@@ -110,6 +110,20 @@ class SlowEcho:
         return [x.upper() for x in items]
 
 
+class TaggedEcho(SlowEcho):
+    """A SlowEcho that appends its tag to a shared ``order`` after each pass (passes of two batchers)."""
+
+    def __init__(self, tag: str, delay_s: float, order: list[str], lock: threading.Lock) -> None:
+        super().__init__(delay_s)
+        self.tag, self.order, self.lock = tag, order, lock
+
+    def predict(self, items: list[str], /) -> list[str]:
+        out = super().predict(items)
+        with self.lock:
+            self.order.append(self.tag)
+        return out
+
+
 def test_an_item_whose_deadline_passed_in_the_queue_is_shed_not_scored() -> None:
     async def run() -> tuple[list[object], list[list[str]]]:
         model = SlowEcho()
@@ -158,21 +172,10 @@ def test_the_low_priority_batcher_waits_while_the_high_one_is_a_batch_behind() -
     async def run() -> list[str]:
         order: list[str] = []
         lock = threading.Lock()
-
-        class Rec(SlowEcho):
-            def __init__(self, tag: str) -> None:
-                super().__init__(0.01)
-                self.tag = tag
-
-            def predict(self, items: list[str], /) -> list[str]:
-                out = super().predict(items)
-                with lock:
-                    order.append(self.tag)
-                return out
-
-        high: MicroBatcher[str, str] = MicroBatcher(Rec("flags"), max_batch=2, max_wait_ms=0, name="hi")
+        flags, queries = TaggedEcho("flags", 0.01, order, lock), TaggedEcho("queries", 0.01, order, lock)
+        high: MicroBatcher[str, str] = MicroBatcher(flags, max_batch=2, max_wait_ms=0, name="hi")
         low: MicroBatcher[str, str] = MicroBatcher(
-            Rec("queries"), max_batch=2, max_wait_ms=0, name="lo", yield_to=high
+            queries, max_batch=2, max_wait_ms=0, name="lo", yield_to=high
         )
         await high.start()
         await low.start()
@@ -195,22 +198,11 @@ def test_yield_backlog_makes_the_low_priority_batcher_wait_for_fewer_items() -> 
     async def run() -> tuple[list[str], float]:
         order: list[str] = []
         lock = threading.Lock()
-
-        class Rec(SlowEcho):
-            def __init__(self, tag: str, seconds: float) -> None:
-                super().__init__(seconds)
-                self.tag = tag
-
-            def predict(self, items: list[str], /) -> list[str]:
-                out = super().predict(items)
-                with lock:
-                    order.append(self.tag)
-                return out
-
+        flags, queries = TaggedEcho("flags", 0.1, order, lock), TaggedEcho("queries", 0.0, order, lock)
         # Four red-flag items are less than one batch (8): only a yield_backlog below 5 holds the query pass.
-        high: MicroBatcher[str, str] = MicroBatcher(Rec("flags", 0.1), max_batch=8, max_wait_ms=0, name="hi")
+        high: MicroBatcher[str, str] = MicroBatcher(flags, max_batch=8, max_wait_ms=0, name="hi")
         low: MicroBatcher[str, str] = MicroBatcher(
-            Rec("queries", 0.0), max_batch=2, max_wait_ms=0, name="lo", yield_to=high, yield_backlog=1
+            queries, max_batch=2, max_wait_ms=0, name="lo", yield_to=high, yield_backlog=1
         )
         await high.start()
         await low.start()
