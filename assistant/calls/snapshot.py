@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from assistant.calls.session import CallSession
 from assistant.calls.severity import SeverityReading, _Evidence
 
@@ -95,8 +97,13 @@ class CallSnapshot:
 
     def to_json(self) -> str:
         # Every field was copied when the snapshot was taken (``of``), so no deep copy here: this runs for
-        # every chunk on the event loop.
-        return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
+        # every chunk on the event loop, where orjson takes a seventh of json.dumps' time (a 2.8-KB snapshot:
+        # 13 vs 85 us). Non-string keys (alert_ids' episode numbers) become strings, as json.dumps makes them;
+        # non-ASCII text is written as UTF-8 rather than \u escapes; both read back the same.
+        return orjson.dumps(
+            {name: getattr(self, name) for name in _FIELDS},
+            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        ).decode()
 
     @classmethod
     def from_json(cls, text: str) -> CallSnapshot:
