@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show a source's training rows N times per epoch (default: convabuse=2); repeatable; "
         "--repeat convabuse=1 turns the default off",
     )
+    r.add_argument(
+        "--head-pooling",
+        choices=("attention", "lse"),  # model.POOLINGS, written out: printing help must not import torch
+        default=None,
+        help="how the head turns per-token scores into a label's score: attention (default) or lse "
+        "(log-sum-exp, a soft max that other requests in the same line cannot dilute)",
+    )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
 
@@ -79,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, soft_labels=True)
     if args.repeat:
         cfg = replace(cfg, source_repeats=_repeats(args.repeat))
+    if args.head_pooling:
+        cfg = replace(cfg, head_pooling=args.head_pooling)
     caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
     out = args.out or settings.redflag_model_path()
     run = run_training(

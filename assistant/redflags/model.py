@@ -20,9 +20,17 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
+POOLINGS = ("attention", "lse")
+
 
 class LabelAttentionHead(nn.Module):
-    """Per-label attention pooling with per-token contributions.
+    """Per-label pooling of per-token scores, with per-token contributions.
+
+    ``pooling="attention"``: each label attends over the tokens with its own query, and its logit is the
+    attention-weighted mean of the token scores. ``pooling="lse"``: a label's logit is the log-sum-exp of its
+    token scores (a soft max), so tokens that say something else cannot pull a strong span's evidence down,
+    as another request in the same line can with attention (the "two intents" weakness); the attention shown
+    is then the softmax of the scores themselves.
 
     Example:
         >>> head = LabelAttentionHead(hidden=8, n_labels=3)
@@ -31,21 +39,35 @@ class LabelAttentionHead(nn.Module):
         (torch.Size([2, 3]), torch.Size([2, 3, 5]))
     """
 
-    def __init__(self, *, hidden: int, n_labels: int, dropout: float = 0.1) -> None:
+    def __init__(
+        self, *, hidden: int, n_labels: int, dropout: float = 0.1, pooling: str = "attention"
+    ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"head pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden, hidden)
-        self.query = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
+        if pooling == "attention":
+            self.query = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
         self.score = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(n_labels))
+        # log-sum-exp over ~16 tokens starts near log(16) = 2.8 whatever they say; start the bias below it so
+        # that a fresh head's probabilities start near 0.5, as the attention head's do.
+        self.bias = nn.Parameter(torch.full((n_labels,), -2.8 if pooling == "lse" else 0.0))
         self._scale = 1.0 / math.sqrt(hidden)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
         h = torch.tanh(self.proj(self.dropout(hidden_states)))  # (B, T, H)
+        masked = attention_mask[:, None, :] == 0
+        lowest = torch.finfo(h.dtype).min
+        token_scores = torch.einsum("bth,lh->blt", h, self.score)  # (B, L, T)
+        if self.pooling == "lse":
+            scores = token_scores.masked_fill(masked, lowest)
+            attention = scores.softmax(dim=-1)
+            logits = scores.logsumexp(dim=-1) + self.bias
+            return HeadOutput(logits=logits, contributions=attention * token_scores, attention=attention)
         att_logits = torch.einsum("bth,lh->blt", h, self.query) * self._scale
-        att_logits = att_logits.masked_fill(attention_mask[:, None, :] == 0, torch.finfo(h.dtype).min)
-        attention = att_logits.softmax(dim=-1)  # (B, L, T)
-        token_scores = torch.einsum("bth,lh->blt", h, self.score)
+        attention = att_logits.masked_fill(masked, lowest).softmax(dim=-1)  # (B, L, T)
         contributions = attention * token_scores
         logits = contributions.sum(dim=-1) + self.bias
         return HeadOutput(logits=logits, contributions=contributions, attention=attention)
@@ -61,18 +83,22 @@ class HeadOutput:
 class RedFlagNet(nn.Module):
     """Encoder + label-attention head. Build with :meth:`from_base`, then load fine-tuned state on top."""
 
-    def __init__(self, encoder: PreTrainedModel, *, n_labels: int, trainable_layers: int) -> None:
+    def __init__(
+        self, encoder: PreTrainedModel, *, n_labels: int, trainable_layers: int, pooling: str = "attention"
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.trainable_layers = trainable_layers
         hidden = int(encoder.config.hidden_size)
-        self.head = LabelAttentionHead(hidden=hidden, n_labels=n_labels)
+        self.head = LabelAttentionHead(hidden=hidden, n_labels=n_labels, pooling=pooling)
         self.freeze_lower_layers()
 
     @classmethod
-    def from_base(cls, base_path: str, *, n_labels: int, trainable_layers: int) -> RedFlagNet:
+    def from_base(
+        cls, base_path: str, *, n_labels: int, trainable_layers: int, pooling: str = "attention"
+    ) -> RedFlagNet:
         encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
-        return cls(encoder, n_labels=n_labels, trainable_layers=trainable_layers)
+        return cls(encoder, n_labels=n_labels, trainable_layers=trainable_layers, pooling=pooling)
 
     def freeze_lower_layers(self) -> None:
         for p in self.encoder.parameters():

@@ -57,6 +57,8 @@ class TrainConfig:
     # Sources whose training rows are shown more than once per epoch, each copy with its own ASR-style coin:
     # ConvAbuse's 1,071 in-dialogue rows are 2.6% of the data but the closest to a call (session 9 lever).
     source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
+    # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention or lse.
+    head_pooling: str = "attention"
 
 
 def with_repeats(examples: Sequence[Example], repeats: Sequence[tuple[str, int]]) -> list[Example]:
@@ -107,8 +109,12 @@ def new_classifier(cfg: TrainConfig) -> RedFlagClassifier:
     """A classifier with the base encoder and a fresh head, ready to train."""
     force_offline()
     base = str(base_encoder_path())
-    net = RedFlagNet.from_base(base, n_labels=len(LABELS), trainable_layers=cfg.trainable_layers)
-    config = RedFlagConfig(trainable_layers=cfg.trainable_layers, training=asdict(cfg))
+    net = RedFlagNet.from_base(
+        base, n_labels=len(LABELS), trainable_layers=cfg.trainable_layers, pooling=cfg.head_pooling
+    )
+    config = RedFlagConfig(
+        trainable_layers=cfg.trainable_layers, head_pooling=cfg.head_pooling, training=asdict(cfg)
+    )
     return RedFlagClassifier(net, AutoTokenizer.from_pretrained(base), config)
 
 

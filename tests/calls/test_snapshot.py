@@ -67,7 +67,9 @@ def test_snapshot_json_reads_back_with_non_ascii_text_numpy_scores_and_episode_n
     import numpy as np
 
     s = _session_with_history()
-    snap = CallSnapshot.of(s, last_seq=6, last_eid=21, alert_updates={}, advisor_state={"note": "José's café"})
+    snap = CallSnapshot.of(
+        s, last_seq=6, last_eid=21, alert_updates={}, advisor_state={"note": "José's café"}
+    )
     snap.evidence = [(float(np.float32(0.25)), 1, 5.0), (np.float64(0.5), 2, 10.0)]  # type: ignore[list-item]
     text = snap.to_json()
     assert json.loads(text)["alert_ids"] == {"1": "alert-1"}  # JSON keys are strings, as before

@@ -116,3 +116,36 @@ def test_train_cli_parses_repeats_and_rejects_bad_ones() -> None:
     for bad in ("convabuse", "nosuch=2", "convabuse=0", "convabuse=x"):
         with pytest.raises(InvalidInputError, match="SOURCE=N"):
             _repeats([bad])
+
+
+@pytest.mark.slow
+def test_an_lse_head_learns_saves_and_reloads(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7, head_pooling="lse"
+    )
+    model = train(TINY * 3, TINY, cfg, progress=False)
+    for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
+        assert set(res.flagged) == set(ex.labels), ex.text
+    model.save(tmp_path / "m")
+    loaded = RedFlagClassifier.load(tmp_path / "m")
+    assert loaded.config.head_pooling == "lse" and loaded.config.training["head_pooling"] == "lse"
+    batch = [Utterance(e.text, ("earlier turn",)) for e in TINY]
+    assert torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-6)
+    spans = loaded.predict([Utterance("you are a useless idiot")])[0].labels["insult"].spans
+    assert spans and all(s.text.strip() for s in spans)
+
+
+def test_a_model_with_an_unknown_head_pooling_is_refused(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from assistant.errors import ModelLoadError
+    from assistant.settings import get_settings
+
+    shipped = get_settings().redflag_model_path()
+    shutil.copytree(shipped, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["head_pooling"] = "max"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="head pooling 'max'"):
+        RedFlagClassifier.load(tmp_path / "m")
