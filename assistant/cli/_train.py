@@ -51,10 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument(
         "--head-pooling",
-        choices=("attention", "lse"),  # model.POOLINGS, written out: printing help must not import torch
+        choices=("attention", "lse", "gated"),  # model.POOLINGS, written out: help must not import torch
         default=None,
-        help="how the head turns per-token scores into a label's score: attention (default) or lse "
-        "(log-sum-exp, a soft max that other requests in the same line cannot dilute)",
+        help="how the head turns per-token scores into a label's score: attention (default), lse "
+        "(log-sum-exp, a soft max that other requests in the same line cannot dilute) or gated (both, "
+        "mixed per label by a learned gate)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)

@@ -71,6 +71,9 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         "a log-sum-exp head (a label's logit is a soft max of its per-token scores, so other requests in the "
         "line cannot dilute it; the tokens that carry it are the spans shown to agents)"
         if config.head_pooling == "lse"
+        else "a gated head (a label's logit mixes the log-sum-exp of its per-token scores and their per-label "
+        "attention-weighted mean, by a learned per-label gate; the tokens that carry it are the spans shown to agents)"
+        if config.head_pooling == "gated"
         else "a label-attention head (per-label attention over tokens;\n  a label's logit is the sum of per-token "
         "contributions, which are the spans shown to agents)"
     )

@@ -61,7 +61,7 @@ class RedFlagConfig:
     # on the written rows whose label depends on context. Bench calls: 57 -> 26 tokens per input.
     max_context_tokens: int | None = 8
     trainable_layers: int = 2
-    head_pooling: str = "attention"  # or "lse" (model.LabelAttentionHead); older models: attention
+    head_pooling: str = "attention"  # or "lse", "gated" (model.LabelAttentionHead); older models: attention
     base_encoder: str = BASE_ENCODER_NAME
     base_weights_sha256: str = ""
     format_version: int = FORMAT_VERSION

@@ -20,7 +20,10 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
-POOLINGS = ("attention", "lse")
+POOLINGS = ("attention", "lse", "gated")
+# log-sum-exp over ~16 tokens starts near log(16) = 2.8 whatever they say; a bias below it makes a fresh head's
+# probabilities start near 0.5, as the attention head's do (the gated head starts half way between the two).
+_START_BIAS = {"attention": 0.0, "lse": -2.8, "gated": -1.4}
 
 
 class LabelAttentionHead(nn.Module):
@@ -30,7 +33,8 @@ class LabelAttentionHead(nn.Module):
     attention-weighted mean of the token scores. ``pooling="lse"``: a label's logit is the log-sum-exp of its
     token scores (a soft max), so tokens that say something else cannot pull a strong span's evidence down,
     as another request in the same line can with attention (the "two intents" weakness); the attention shown
-    is then the softmax of the scores themselves.
+    is then the softmax of the scores themselves. ``pooling="gated"``: both, mixed per label by a learned gate
+    (the lse head alone helped some labels and hurt others on validation).
 
     Example:
         >>> head = LabelAttentionHead(hidden=8, n_labels=3)
@@ -48,12 +52,12 @@ class LabelAttentionHead(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden, hidden)
-        if pooling == "attention":
+        if pooling != "lse":
             self.query = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
+        if pooling == "gated":
+            self.gate = nn.Parameter(torch.zeros(n_labels))  # sigmoid(gate): the lse share of each label
         self.score = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
-        # log-sum-exp over ~16 tokens starts near log(16) = 2.8 whatever they say; start the bias below it so
-        # that a fresh head's probabilities start near 0.5, as the attention head's do.
-        self.bias = nn.Parameter(torch.full((n_labels,), -2.8 if pooling == "lse" else 0.0))
+        self.bias = nn.Parameter(torch.full((n_labels,), _START_BIAS[pooling]))
         self._scale = 1.0 / math.sqrt(hidden)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
@@ -61,16 +65,23 @@ class LabelAttentionHead(nn.Module):
         masked = attention_mask[:, None, :] == 0
         lowest = torch.finfo(h.dtype).min
         token_scores = torch.einsum("bth,lh->blt", h, self.score)  # (B, L, T)
-        if self.pooling == "lse":
+        if self.pooling != "attention":
             scores = token_scores.masked_fill(masked, lowest)
-            attention = scores.softmax(dim=-1)
-            logits = scores.logsumexp(dim=-1) + self.bias
-            return HeadOutput(logits=logits, contributions=attention * token_scores, attention=attention)
+            soft = scores.softmax(dim=-1)
+            lse = scores.logsumexp(dim=-1)
+            if self.pooling == "lse":
+                return HeadOutput(logits=lse + self.bias, contributions=soft * token_scores, attention=soft)
         att_logits = torch.einsum("bth,lh->blt", h, self.query) * self._scale
         attention = att_logits.masked_fill(masked, lowest).softmax(dim=-1)  # (B, L, T)
-        contributions = attention * token_scores
-        logits = contributions.sum(dim=-1) + self.bias
-        return HeadOutput(logits=logits, contributions=contributions, attention=attention)
+        mean = (attention * token_scores).sum(dim=-1)
+        if self.pooling == "attention":
+            return HeadOutput(
+                logits=mean + self.bias, contributions=attention * token_scores, attention=attention
+            )
+        g = torch.sigmoid(self.gate)  # (L,)
+        mixed = g[None, :, None] * soft + (1 - g)[None, :, None] * attention
+        logits = g * lse + (1 - g) * mean + self.bias
+        return HeadOutput(logits=logits, contributions=mixed * token_scores, attention=mixed)
 
 
 @dataclass

@@ -57,7 +57,7 @@ class TrainConfig:
     # Sources whose training rows are shown more than once per epoch, each copy with its own ASR-style coin:
     # ConvAbuse's 1,071 in-dialogue rows are 2.6% of the data but the closest to a call (session 9 lever).
     source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
-    # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention or lse.
+    # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention, lse, gated.
     head_pooling: str = "attention"
 
 

@@ -37,6 +37,20 @@ def test_attention_pooling_can_be_diluted_by_other_tokens() -> None:
     assert lowered >= 3
 
 
+def test_the_gated_head_is_the_attention_head_or_the_lse_head_at_the_ends_of_its_gate() -> None:
+    torch.manual_seed(0)
+    gated = LabelAttentionHead(hidden=8, n_labels=3, pooling="gated").eval()
+    hidden, mask = torch.randn(2, 6, 8), torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    for end, pooling in ((-30.0, "attention"), (30.0, "lse")):
+        plain = LabelAttentionHead(hidden=8, n_labels=3, pooling=pooling).eval()
+        plain.load_state_dict({k: v for k, v in gated.state_dict().items() if k in plain.state_dict()})
+        with torch.no_grad():
+            gated.gate.fill_(end)
+            a, b = gated(hidden, mask), plain(hidden, mask)
+        assert torch.allclose(a.logits, b.logits, atol=1e-5), pooling
+        assert torch.allclose(a.attention, b.attention, atol=1e-5), pooling
+
+
 def test_an_unknown_pooling_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="'max' is not one of attention, lse"):
+    with pytest.raises(ValueError, match="'max' is not one of attention, lse, gated"):
         LabelAttentionHead(hidden=8, n_labels=2, pooling="max")

@@ -119,16 +119,17 @@ def test_train_cli_parses_repeats_and_rejects_bad_ones() -> None:
 
 
 @pytest.mark.slow
-def test_an_lse_head_learns_saves_and_reloads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pooling", ["lse", "gated"])
+def test_other_head_poolings_learn_save_and_reload(pooling: str, tmp_path: Path) -> None:
     cfg = TrainConfig(
-        epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7, head_pooling="lse"
+        epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7, head_pooling=pooling
     )
     model = train(TINY * 3, TINY, cfg, progress=False)
     for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
         assert set(res.flagged) == set(ex.labels), ex.text
     model.save(tmp_path / "m")
     loaded = RedFlagClassifier.load(tmp_path / "m")
-    assert loaded.config.head_pooling == "lse" and loaded.config.training["head_pooling"] == "lse"
+    assert loaded.config.head_pooling == pooling and loaded.config.training["head_pooling"] == pooling
     batch = [Utterance(e.text, ("earlier turn",)) for e in TINY]
     assert torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-6)
     spans = loaded.predict([Utterance("you are a useless idiot")])[0].labels["insult"].spans
