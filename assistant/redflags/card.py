@@ -47,6 +47,17 @@ def _repeats(tc: dict[str, Any]) -> str:
     return "".join(f" {s} rows shown {n} times per epoch;" for s, n in pairs)
 
 
+# How the card names the head, per ``RedFlagConfig.head_pooling`` (model.POOLINGS).
+_HEADS = {
+    "attention": "a label-attention head (per-label attention over tokens;\n  a label's logit is the sum of "
+    "per-token contributions, which are the spans shown to agents)",
+    "lse": "a log-sum-exp head (a label's logit is a soft max of its per-token scores, so other requests in the "
+    "line cannot dilute it; the tokens that carry it are the spans shown to agents)",
+    "gated": "a gated head (a label's logit mixes the log-sum-exp of its per-token scores and their per-label "
+    "attention-weighted mean by a learned per-label gate; the tokens that carry it are the spans shown to agents)",
+}
+
+
 def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], *, extra: str = "") -> Path:
     """Render MODEL_CARD.md in ``out`` from the config and metrics of a training run."""
     thresholds = "\n".join(f"| {label} | {config.thresholds[label]:.3f} |" for label in LABELS)
@@ -67,16 +78,7 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         if config.trainable_layers < 6
         else "all 6 encoder layers (the embeddings stay frozen)"
     )
-    head = (
-        "a log-sum-exp head (a label's logit is a soft max of its per-token scores, so other requests in the "
-        "line cannot dilute it; the tokens that carry it are the spans shown to agents)"
-        if config.head_pooling == "lse"
-        else "a gated head (a label's logit mixes the log-sum-exp of its per-token scores and their per-label "
-        "attention-weighted mean, by a learned per-label gate; the tokens that carry it are the spans shown to agents)"
-        if config.head_pooling == "gated"
-        else "a label-attention head (per-label attention over tokens;\n  a label's logit is the sum of per-token "
-        "contributions, which are the spans shown to agents)"
-    )
+    head = _HEADS[config.head_pooling]
     soft = (
         "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
         "and scores)"
