@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
-POOLINGS = ("attention", "lse", "gated")
+POOLINGS = ("attention", "lse", "gated")  # a new one also needs card._HEADS and the CLI choices
 # log-sum-exp over ~16 tokens starts near log(16) = 2.8 whatever they say; a bias below it makes a fresh head's
 # probabilities start near 0.5, as the attention head's do (the gated head starts half way between the two).
 _START_BIAS = {"attention": 0.0, "lse": -2.8, "gated": -1.4}
@@ -73,11 +73,10 @@ class LabelAttentionHead(nn.Module):
                 return HeadOutput(logits=lse + self.bias, contributions=soft * token_scores, attention=soft)
         att_logits = torch.einsum("bth,lh->blt", h, self.query) * self._scale
         attention = att_logits.masked_fill(masked, lowest).softmax(dim=-1)  # (B, L, T)
-        mean = (attention * token_scores).sum(dim=-1)
+        contributions = attention * token_scores
+        mean = contributions.sum(dim=-1)
         if self.pooling == "attention":
-            return HeadOutput(
-                logits=mean + self.bias, contributions=attention * token_scores, attention=attention
-            )
+            return HeadOutput(logits=mean + self.bias, contributions=contributions, attention=attention)
         g = torch.sigmoid(self.gate)  # (L,)
         mixed = g[None, :, None] * soft + (1 - g)[None, :, None] * attention
         logits = g * lse + (1 - g) * mean + self.bias

@@ -54,3 +54,21 @@ def test_the_gated_head_is_the_attention_head_or_the_lse_head_at_the_ends_of_its
 def test_an_unknown_pooling_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="'max' is not one of attention, lse, gated"):
         LabelAttentionHead(hidden=8, n_labels=2, pooling="max")
+
+
+def test_every_pooling_has_a_card_description_and_a_cli_choice() -> None:
+    # The card names the head per pooling, and the CLI spells the choices out (its help must not import torch).
+    import argparse
+
+    from assistant.cli import _train
+    from assistant.redflags.card import _HEADS
+    from assistant.redflags.model import POOLINGS
+
+    parser = argparse.ArgumentParser()
+    _train.register(parser.add_subparsers())
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    redflags = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "redflags"
+    ]
+    choices = next(a.choices for a in redflags._actions if a.dest == "head_pooling")
+    assert set(_HEADS) == set(POOLINGS) == set(choices or ())
