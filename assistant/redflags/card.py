@@ -58,6 +58,18 @@ _HEADS = {
 }
 
 
+def _train_command(out: Path, tc: dict[str, Any]) -> str:
+    """The `assistant train redflags` line that reproduces this recipe (options that differ from the defaults)."""
+    words = [".venv/bin/assistant train redflags", f"--out models/{out.name}"]
+    if tc.get("head_pooling", "attention") != "attention":
+        words.append(f"--head-pooling {tc['head_pooling']}")
+    if tc.get("encoder_layers"):
+        words.append(f"--encoder-layers {tc['encoder_layers']}")
+    if tc.get("trainable_layers", 6) != 6:
+        words.append(f"--trainable-layers {tc['trainable_layers']}")
+    return " ".join(words)
+
+
 def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], *, extra: str = "") -> Path:
     """Render MODEL_CARD.md in ``out`` from the config and metrics of a training run."""
     thresholds = "\n".join(f"| {label} | {config.thresholds[label]:.3f} |" for label in LABELS)
@@ -73,11 +85,14 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         "what the utterance leaves" if config.max_context_tokens is None else str(config.max_context_tokens)
     )
     # all-MiniLM-L6-v2 has 6 layers; the embeddings are never tuned (see RedFlagNet.tuned_layer_prefixes).
+    kept = config.encoder_layers or 6
     tuned = (
-        f"the top {config.trainable_layers} encoder layers"
-        if config.trainable_layers < 6
-        else "all 6 encoder layers (the embeddings stay frozen)"
+        f"the top {config.trainable_layers} of the encoder's {kept} layers"
+        if config.trainable_layers < kept
+        else f"all {kept} encoder layers (the embeddings stay frozen)"
     )
+    if kept < 6:
+        tuned += f"; only the base encoder's first {kept} of 6 layers are kept, for {kept}/6 of the compute"
     head = _HEADS[config.head_pooling]
     soft = (
         "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
@@ -85,7 +100,8 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         if tc.get("soft_labels")
         else "targets are the 0/1 majority labels"
     )
-    text = f"""# Red-flag classifier (models/redflags)
+    train_cmd = _train_command(out, tc)
+    text = f"""# Red-flag classifier (models/{out.name})
 
 Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
 {", ".join(f"`{label}`" for label in LABELS)} (groups `abusive`, `escalation`: a group's score is the max of its labels).
@@ -124,12 +140,12 @@ Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("l
 ## How to reproduce
 ```
 make install
-.venv/bin/assistant train redflags            # writes models/redflags (about 20-40 min on 2 CPU cores)
-.venv/bin/assistant eval redflags --split valid --mode fp32   # per source, and the model choice criterion
-.venv/bin/assistant eval redflags --split test --mode fp32    # the per-source tables below
+{train_cmd}   # about 20-40 min on 2 CPU cores
+.venv/bin/assistant eval redflags --model models/{out.name} --split valid --mode fp32   # per source; the choice criterion
+.venv/bin/assistant eval redflags --model models/{out.name} --split test --mode fp32    # the per-source tables below
 .venv/bin/assistant data convert --source all --split test --out var/eval
-.venv/bin/assistant eval redflags --mode fp32 --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
-.venv/bin/assistant eval checklist --write-expected   # the "Behavioural suite" table (checklist.json)
+.venv/bin/assistant eval redflags --model models/{out.name} --mode fp32 --data var/eval/convabuse_test.jsonl --json var/eval/convabuse.report.json
+.venv/bin/assistant eval checklist --model models/{out.name} --write-expected   # the "Behavioural suite" table
 ```
 
 ## Limitations

@@ -61,6 +61,7 @@ class RedFlagConfig:
     # on the written rows whose label depends on context. Bench calls: 57 -> 26 tokens per input.
     max_context_tokens: int | None = 8
     trainable_layers: int = 2
+    encoder_layers: int | None = None  # None: all of the base encoder's; fewer: a faster, shallower model
     head_pooling: str = "attention"  # or "lse", "gated" (model.LabelAttentionHead); older models: attention
     base_encoder: str = BASE_ENCODER_NAME
     base_weights_sha256: str = ""
@@ -191,12 +192,16 @@ class RedFlagClassifier:
             raise ModelLoadError(
                 f"{cfg_path} asks for head pooling {config.head_pooling!r}; this code knows {', '.join(POOLINGS)}"
             )
-        net = RedFlagNet.from_base(
-            str(base),
-            n_labels=len(config.labels),
-            trainable_layers=config.trainable_layers,
-            pooling=config.head_pooling,
-        )
+        try:
+            net = RedFlagNet.from_base(
+                str(base),
+                n_labels=len(config.labels),
+                trainable_layers=config.trainable_layers,
+                pooling=config.head_pooling,
+                encoder_layers=config.encoder_layers,
+            )
+        except ValueError as e:
+            raise ModelLoadError(f"{cfg_path}: {e}") from e
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(w_path)).items()}
         missing = set(net.tuned_state_dict()) - set(state)
         if missing:

@@ -94,9 +94,28 @@ class RedFlagNet(nn.Module):
     """Encoder + label-attention head. Build with :meth:`from_base`, then load fine-tuned state on top."""
 
     def __init__(
-        self, encoder: PreTrainedModel, *, n_labels: int, trainable_layers: int, pooling: str = "attention"
+        self,
+        encoder: PreTrainedModel,
+        *,
+        n_labels: int,
+        trainable_layers: int,
+        pooling: str = "attention",
+        encoder_layers: int | None = None,
     ) -> None:
         super().__init__()
+        available = int(encoder.config.num_hidden_layers)
+        kept = available if encoder_layers is None else encoder_layers
+        if not 1 <= kept <= available:
+            raise ValueError(f"encoder_layers must be between 1 and {available}, got {encoder_layers}")
+        if not 1 <= trainable_layers <= kept:
+            raise ValueError(
+                f"trainable_layers must be between 1 and the {kept} encoder layers, got {trainable_layers}"
+            )
+        if kept < available:
+            # A shallower network for CPUs without bf16 units: the first layers of the base, the rest dropped
+            # (each layer is a sixth of the compute; MODEL_CARD.md of models/redflags-fast says what it costs).
+            encoder.encoder.layer = nn.ModuleList(list(encoder.encoder.layer)[:kept])  # type: ignore[union-attr, arg-type]
+            encoder.config.num_hidden_layers = kept
         self.encoder = encoder
         self.trainable_layers = trainable_layers
         hidden = int(encoder.config.hidden_size)
@@ -105,10 +124,22 @@ class RedFlagNet(nn.Module):
 
     @classmethod
     def from_base(
-        cls, base_path: str, *, n_labels: int, trainable_layers: int, pooling: str = "attention"
+        cls,
+        base_path: str,
+        *,
+        n_labels: int,
+        trainable_layers: int,
+        pooling: str = "attention",
+        encoder_layers: int | None = None,
     ) -> RedFlagNet:
         encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
-        return cls(encoder, n_labels=n_labels, trainable_layers=trainable_layers, pooling=pooling)
+        return cls(
+            encoder,
+            n_labels=n_labels,
+            trainable_layers=trainable_layers,
+            pooling=pooling,
+            encoder_layers=encoder_layers,
+        )
 
     def freeze_lower_layers(self) -> None:
         for p in self.encoder.parameters():

@@ -59,6 +59,8 @@ class TrainConfig:
     source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
     # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention, lse, gated.
     head_pooling: str = "attention"
+    # Keep only the base encoder's first N layers (None: all six): the model for CPUs without bf16 units.
+    encoder_layers: int | None = None
 
 
 def with_repeats(examples: Sequence[Example], repeats: Sequence[tuple[str, int]]) -> list[Example]:
@@ -110,10 +112,17 @@ def new_classifier(cfg: TrainConfig) -> RedFlagClassifier:
     force_offline()
     base = str(base_encoder_path())
     net = RedFlagNet.from_base(
-        base, n_labels=len(LABELS), trainable_layers=cfg.trainable_layers, pooling=cfg.head_pooling
+        base,
+        n_labels=len(LABELS),
+        trainable_layers=cfg.trainable_layers,
+        pooling=cfg.head_pooling,
+        encoder_layers=cfg.encoder_layers,
     )
     config = RedFlagConfig(
-        trainable_layers=cfg.trainable_layers, head_pooling=cfg.head_pooling, training=asdict(cfg)
+        trainable_layers=cfg.trainable_layers,
+        encoder_layers=cfg.encoder_layers,
+        head_pooling=cfg.head_pooling,
+        training=asdict(cfg),
     )
     return RedFlagClassifier(net, AutoTokenizer.from_pretrained(base), config)
 

@@ -20,7 +20,7 @@ def test_recipe_trains_saves_and_describes_a_tiny_model(tmp_path: Path) -> None:
         pytest.skip(f"public data sets not found at {data_dir} (set ASSISTANT_DATA_DIR)")
     run = run_training(
         data_dir,
-        cfg=TrainConfig(epochs=1, batch_size=16, trainable_layers=1),
+        cfg=TrainConfig(epochs=1, batch_size=16, trainable_layers=1, encoder_layers=2),
         sources=["nlupp", "written"],
         caps={"nlupp": 40, "written": 60},
         limit=80,
@@ -33,6 +33,10 @@ def test_recipe_trains_saves_and_describes_a_tiny_model(tmp_path: Path) -> None:
     assert metrics["test"], "every source's test split is scored"
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Thresholds" in card and "How to reproduce" in card
+    # The card's command reproduces this recipe, and says what the shallower encoder keeps.
+    assert "train redflags --out models/model --encoder-layers 2 --trainable-layers 1" in card
+    assert "first 2 of 6 layers" in card
     reloaded = RedFlagClassifier.load(out)
-    assert reloaded.config.trainable_layers == 1
+    assert reloaded.config.trainable_layers == 1 and reloaded.config.encoder_layers == 2
+    assert len(reloaded.net.encoder.encoder.layer) == 2
     assert set(reloaded.config.thresholds) == set(metrics["thresholds"])

@@ -136,6 +136,49 @@ def test_other_head_poolings_learn_save_and_reload(pooling: str, tmp_path: Path)
     assert spans and all(s.text.strip() for s in spans)
 
 
+@pytest.mark.slow
+def test_a_shallower_encoder_learns_saves_only_its_tuned_layers_and_reloads(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(
+        epochs=10,
+        batch_size=9,
+        lr=3e-4,
+        head_lr=1e-2,
+        asr_style_prob=0.0,
+        seed=7,
+        encoder_layers=3,
+        trainable_layers=2,
+        head_pooling="gated",
+    )
+    model = train(TINY * 3, TINY, cfg, progress=False)
+    assert len(model.net.encoder.encoder.layer) == 3
+    for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
+        assert set(res.flagged) == set(ex.labels), ex.text
+    model.save(tmp_path / "m")
+    saved_layers = {
+        k.split(".")[3] for k in load_file(str(tmp_path / "m" / "weights.safetensors")) if "layer." in k
+    }
+    assert saved_layers == {"1", "2"}  # layer 0 is the base encoder's, loaded from the package
+    loaded = RedFlagClassifier.load(tmp_path / "m", torchscript=True)
+    assert loaded.config.encoder_layers == 3 and len(loaded.net.encoder.encoder.layer) == 3
+    batch = [Utterance(e.text, ("earlier turn",)) for e in TINY]
+    assert torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-5)
+
+
+def test_layer_counts_the_base_encoder_cannot_give_are_refused_by_name() -> None:
+    from assistant.encoder import base_encoder_path
+    from assistant.redflags.model import RedFlagNet
+
+    base = str(base_encoder_path())
+    with pytest.raises(ValueError, match="encoder_layers must be between 1 and 6, got 7"):
+        RedFlagNet.from_base(base, n_labels=7, trainable_layers=2, encoder_layers=7)
+    with pytest.raises(
+        ValueError, match="trainable_layers must be between 1 and the 3 encoder layers, got 4"
+    ):
+        RedFlagNet.from_base(base, n_labels=7, trainable_layers=4, encoder_layers=3)
+
+
 def test_a_model_with_an_unknown_head_pooling_is_refused(tmp_path: Path) -> None:
     import json
     import shutil
