@@ -60,9 +60,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--head-pooling",
         choices=("attention", "lse", "gated"),  # model.POOLINGS, written out: help must not import torch
         default=None,
-        help="how the head turns per-token scores into a label's score: attention (default), lse "
-        "(log-sum-exp, a soft max that other requests in the same line cannot dilute) or gated (both, "
-        "mixed per label by a learned gate)",
+        help="how the head turns per-token scores into a label's score: gated (default: attention and "
+        "log-sum-exp mixed per label by a learned gate), attention (per-label attention-weighted mean) or lse "
+        "(log-sum-exp, a soft max that other requests in the same line cannot dilute)",
+    )
+    r.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="distil from a trained red-flag model (e.g. models/redflags): the new model also learns its "
+        "probabilities, on every label (how the fast model is trained)",
+    )
+    r.add_argument(
+        "--distill-weight",
+        type=float,
+        default=None,
+        help="share of the teacher in the targets, 0-1 (default 0.5; only with --teacher)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
@@ -99,6 +113,17 @@ def _run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, source_repeats=_repeats(args.repeat))
     if args.head_pooling:
         cfg = replace(cfg, head_pooling=args.head_pooling)
+    if args.distill_weight is not None and not args.teacher:
+        raise InvalidInputError("--distill-weight needs --teacher DIR (the model to distil from)")
+    if args.teacher:
+        if not (args.teacher / "config.json").exists():
+            raise InvalidInputError(
+                f"--teacher {args.teacher} is not a red-flag model folder (no config.json)"
+            )
+        weight = 0.5 if args.distill_weight is None else args.distill_weight
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInputError(f"--distill-weight must be between 0 and 1, got {weight}")
+        cfg = replace(cfg, teacher=str(args.teacher), distill_weight=weight)
     caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
     out = args.out or settings.redflag_model_path()
     run = run_training(

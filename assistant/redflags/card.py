@@ -58,15 +58,28 @@ _HEADS = {
 }
 
 
+def _teacher(tc: dict[str, Any]) -> str:
+    if not tc.get("teacher"):
+        return ""
+    w = tc.get("distill_weight", 0.5)
+    return (
+        f" distilled from `models/{Path(tc['teacher']).name}` (targets: {1 - w:g} x label + {w:g} x the teacher's "
+        f"probability on annotated labels, the teacher's alone at weight {w:g} on the rest);"
+    )
+
+
 def _train_command(out: Path, tc: dict[str, Any]) -> str:
     """The `assistant train redflags` line that reproduces this recipe (options that differ from the defaults)."""
     words = [".venv/bin/assistant train redflags", f"--out models/{out.name}"]
-    if tc.get("head_pooling", "attention") != "attention":
-        words.append(f"--head-pooling {tc['head_pooling']}")
+    words.append(f"--head-pooling {tc.get('head_pooling', 'attention')}")  # always: the default has changed
     if tc.get("encoder_layers"):
         words.append(f"--encoder-layers {tc['encoder_layers']}")
     if tc.get("trainable_layers", 6) != 6:
         words.append(f"--trainable-layers {tc['trainable_layers']}")
+    if tc.get("teacher"):
+        words.append(
+            f"--teacher models/{Path(tc['teacher']).name} --distill-weight {tc.get('distill_weight', 0.5)}"
+        )
     return " ".join(words)
 
 
@@ -132,7 +145,7 @@ threshold choice, and no normalised test text of any source is in a training or 
 our ConvAbuse test split.
 
 Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
-{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft};{_repeats(tc)} {metrics.get("train_seconds", "?")} s on the machine below.
+{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft};{_teacher(tc)}{_repeats(tc)} {metrics.get("train_seconds", "?")} s on the machine below.
 
 ## Metrics on the held-out, deduplicated test splits (per source, at the shipped thresholds)
 {metrics_tables(metrics.get("test", {}))}

@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,9 +59,15 @@ class TrainConfig:
     # ConvAbuse's 1,071 in-dialogue rows are 2.6% of the data but the closest to a call (session 9 lever).
     source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
     # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention, lse, gated.
-    head_pooling: str = "attention"
+    # gated: the validation criterion's choice in session 10 (0.889 vs attention 0.885 and lse 0.879, same data).
+    head_pooling: str = "gated"
     # Keep only the base encoder's first N layers (None: all six): the model for CPUs without bf16 units.
     encoder_layers: int | None = None
+    # Distillation: a trained red-flag model folder whose probabilities the student also learns. A row's
+    # annotated labels learn (1 - w) * label + w * teacher; labels its source does not annotate learn the
+    # teacher alone, at weight w (the teacher has an opinion on every label, the sources do not).
+    teacher: str | None = None
+    distill_weight: float = 0.5
 
 
 def with_repeats(examples: Sequence[Example], repeats: Sequence[tuple[str, int]]) -> list[Example]:
@@ -167,6 +174,11 @@ def train(
     # once per example and cached, and each step only runs the tuned layers (several times faster on CPU).
     texts = [asr_style(e.text) if rng.random() < cfg.asr_style_prob else e.text for e in train_examples]
     cache = _trunk_cache(clf, texts, [e.context for e in train_examples], cfg, progress=progress)
+    if cfg.teacher:
+        teacher = teacher_probs(
+            Path(cfg.teacher), texts, [e.context for e in train_examples], progress=progress
+        )
+        y_all, mask_all = distilled_targets(y_all, mask_all, teacher, cfg.distill_weight)
 
     lengths = [c[0].shape[0] for c in cache]
     for epoch in range(cfg.epochs):
@@ -198,6 +210,38 @@ def train(
         clf.config.thresholds = choose_thresholds(clf, valid_examples, progress=progress)
         clf._thresholds = torch.tensor([clf.config.thresholds[label] for label in LABELS])
     return clf
+
+
+def teacher_probs(
+    path: Path, texts: list[str], contexts: Sequence[tuple[str, ...]], *, progress: bool = True
+) -> torch.Tensor:
+    """(N, labels) probabilities of the trained model at ``path`` for the texts the student will see."""
+    teacher = RedFlagClassifier.load(path)
+    out = []
+    for s in tqdm(range(0, len(texts), 128), desc="teacher", disable=not progress):
+        batch = [
+            Utterance(t, tuple(c)) for t, c in zip(texts[s : s + 128], contexts[s : s + 128], strict=True)
+        ]
+        out.append(teacher.probabilities(batch))
+    return torch.cat(out) if out else torch.zeros(0, len(LABELS))
+
+
+def distilled_targets(
+    y: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor, weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and loss weights that mix the annotations with a teacher's probabilities.
+
+    Example:
+        >>> y, m = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+        >>> distilled_targets(y, m, torch.tensor([[0.8, 0.3]]), 0.5)
+        (tensor([[0.9000, 0.3000]]), tensor([[1.0000, 0.5000]]))
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"distill_weight must be between 0 and 1, got {weight}")
+    known = mask > 0
+    targets = torch.where(known, (1 - weight) * y + weight * teacher, teacher)
+    weights = torch.where(known, mask, torch.full_like(mask, weight))
+    return targets, weights
 
 
 def _trunk_cache(

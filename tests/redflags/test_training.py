@@ -166,6 +166,41 @@ def test_a_shallower_encoder_learns_saves_only_its_tuned_layers_and_reloads(tmp_
     assert torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_student_learns_the_teachers_opinion_on_labels_its_rows_do_not_annotate(
+    overfit: RedFlagClassifier, tmp_path: Path
+) -> None:
+    # The student's rows annotate no label at all: whatever it learns about insults comes from the teacher.
+    overfit.save(tmp_path / "teacher")
+    unannotated = [_ex(e.text, known=frozenset()) for e in TINY]
+    cfg = TrainConfig(
+        epochs=10,
+        batch_size=9,
+        lr=3e-4,
+        head_lr=1e-2,
+        asr_style_prob=0.0,
+        seed=7,
+        encoder_layers=2,
+        trainable_layers=2,
+        teacher=str(tmp_path / "teacher"),
+        distill_weight=1.0,
+    )
+    student = train(unannotated * 3, [], cfg, progress=False)
+    texts = [Utterance(e.text) for e in TINY]
+    teacher_p, student_p = overfit.probabilities(texts), student.probabilities(texts)
+    assert (student_p - teacher_p).abs().mean() < 0.1
+    insult = LABELS.index("insult")
+    assert student_p[0, insult] > 0.5 > student_p[3, insult]  # "useless idiot" vs "thanks so much"
+    assert student.config.training["teacher"] == str(tmp_path / "teacher")
+
+
+def test_distilled_targets_refuse_a_weight_outside_0_1() -> None:
+    from assistant.redflags.training import distilled_targets
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        distilled_targets(torch.zeros(1, 2), torch.ones(1, 2), torch.zeros(1, 2), 1.5)
+
+
 def test_layer_counts_the_base_encoder_cannot_give_are_refused_by_name() -> None:
     from assistant.encoder import base_encoder_path
     from assistant.redflags.model import RedFlagNet
