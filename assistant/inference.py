@@ -128,6 +128,11 @@ class MicroBatcher(Generic[In, Out]):
         self._threads: list[threading.Thread] = []
         self._queued = 0  # items waiting or in the pass (event-loop thread reads; worker decrements)
         self._queued_lock = threading.Lock()
+        # Wall seconds per item of the recent passes (a moving average; None before the first pass). Items with a
+        # deadline are admitted, batched and kept only while this says they can still make it: a pass of 64
+        # queries takes half a second on AVX2, so checking deadlines only when a pass begins let most of an
+        # overloaded encoder's work finish too late to be used (docs/benchmarks.md, session 11).
+        self._item_s: float | None = None
 
     @property
     def backlog(self) -> int:
@@ -181,11 +186,39 @@ class MicroBatcher(Generic[In, Out]):
             raise BatcherStopped("MicroBatcher.predict() before start(); start it in the app lifespan")
         if self.max_queued is not None and self._queued >= self.max_queued:
             raise Shed(f"{self._name}: {self._queued} items queued (the limit)")
+        if deadline is not None and not self.can_meet(deadline):
+            raise Shed(f"{self._name}: the {self._queued} items queued would take it past its deadline")
         fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         with self._queued_lock:
             self._queued += 1
         self._jobs.put(_Job(utterance, fut, time.perf_counter(), deadline))
         return await fut
+
+    def can_meet(self, deadline: float) -> bool:
+        """Whether an item queued now would be scored by ``deadline`` (a ``time.perf_counter()`` value), by the
+        recent cost per item; True while there is no estimate yet."""
+        cost = self._item_s
+        if cost is None:
+            return True
+        return time.perf_counter() + (self._queued + 1) * cost / self.workers <= deadline
+
+    def _fit(
+        self, jobs: list[_Job[In, Out]], now: float
+    ) -> tuple[list[_Job[In, Out]], list[_Job[In, Out]], list[_Job[In, Out]]]:
+        """Split a batch into (this pass, hopeless, back to the queue) by the items' deadlines.
+
+        Hopeless: not even a pass of one would end by the deadline. This pass: the longest prefix whose pass
+        (items x cost per item) ends by every deadline in it; the rest waits for the next pass.
+        """
+        cost = self._item_s
+        if cost is None or all(j.deadline is None for j in jobs):
+            return jobs, [], []
+        hopeless = [j for j in jobs if j.deadline is not None and j.deadline < now + cost]
+        viable = [j for j in jobs if j.deadline is None or j.deadline >= now + cost]
+        n = len(viable)
+        while n > 1 and any(j.deadline is not None and j.deadline < now + n * cost for j in viable[:n]):
+            n -= 1
+        return viable[:n], hopeless, viable[n:]
 
     # ---- the worker thread ----------------------------------------------------------------------------
     def _collect(
@@ -268,7 +301,15 @@ class MicroBatcher(Generic[In, Out]):
                     loop.call_soon_threadsafe(self._shed, late)
                 except RuntimeError:
                     return
-            batch = live
+            batch, hopeless, rest = self._fit(live, now)
+            for job in rest:
+                jobs.put(job)  # still counted in the backlog; the next pass takes it
+            if hopeless:
+                self._done(len(hopeless))
+                try:
+                    loop.call_soon_threadsafe(self._shed, hopeless)
+                except RuntimeError:
+                    return
             last_size = len(batch)
             if not batch:
                 continue
@@ -283,6 +324,8 @@ class MicroBatcher(Generic[In, Out]):
                 log.exception("batch failed", extra={"batcher": self._name, "batch_size": len(batch)})
                 outcome = e
             self._done(len(batch))
+            per_item = (time.perf_counter() - started) / len(batch)
+            self._item_s = per_item if self._item_s is None else 0.8 * self._item_s + 0.2 * per_item
             try:
                 stats = BatchStats(
                     len(batch),
@@ -298,7 +341,7 @@ class MicroBatcher(Generic[In, Out]):
         """On the event loop: fail the jobs whose deadline passed before their pass with ``Shed``."""
         for job in jobs:
             if not job.future.done():
-                job.future.set_exception(Shed(f"{self._name}: the item's deadline passed while it queued"))
+                job.future.set_exception(Shed(f"{self._name}: the item could not be scored by its deadline"))
 
     def _deliver(
         self, batch: list[_Job[In, Out]], outcome: list[Out] | BaseException, stats: BatchStats

@@ -286,3 +286,55 @@ def test_a_helper_worker_stays_out_of_a_light_load() -> None:
         return model.threads
 
     assert asyncio.run(run()) == {"w_0"}
+
+
+def test_an_item_that_cannot_be_scored_by_its_deadline_is_shed_at_once() -> None:
+    async def run() -> tuple[bool, bool, object]:
+        model = SlowEcho(delay_s=0.05)
+        b: MicroBatcher[str, str] = MicroBatcher(model, max_batch=1, max_wait_ms=0, name="t")
+        await b.start()
+        try:
+            await b.predict("warm")  # the batcher learns what an item costs
+            model.release.clear()
+            held = [asyncio.ensure_future(b.predict(x)) for x in "abc"]
+            await asyncio.sleep(0.02)
+            # Three items ahead at ~50 ms each: 100 ms is too soon, 30 s is not.
+            tight, loose = b.can_meet(time.perf_counter() + 0.1), b.can_meet(time.perf_counter() + 30)
+            try:
+                await b.predict("x", deadline=time.perf_counter() + 0.1)
+                refused: object = None
+            except Shed as e:
+                refused = e
+            model.release.set()
+            await asyncio.gather(*held)
+            return tight, loose, refused
+        finally:
+            await b.stop()
+
+    tight, loose, refused = asyncio.run(run())
+    assert not tight and loose
+    assert isinstance(refused, Shed) and "past its deadline" in str(refused)
+
+
+def test_a_pass_takes_only_the_items_it_can_finish_by_their_deadlines() -> None:
+    from assistant.inference import _Job
+
+    loop = asyncio.new_event_loop()
+    try:
+        b: MicroBatcher[str, str] = MicroBatcher(SlowEcho(), max_batch=8, name="t")
+        now = time.perf_counter()
+        jobs = [_Job("hopeless", loop.create_future(), now, now + 0.05)]
+        jobs += [_Job(f"q{i}", loop.create_future(), now, now + 0.35) for i in range(5)]
+        assert b._fit(jobs, now) == (jobs, [], [])  # no cost estimate yet: everything is tried
+        b._item_s = 0.1
+        batch, hopeless, rest = b._fit(jobs, now)
+        # 100 ms an item: one pass of three ends at 300 ms, within the 350-ms deadlines; four would not.
+        assert [j.utterance for j in hopeless] == ["hopeless"]
+        assert [j.utterance for j in batch] == ["q0", "q1", "q2"] and [j.utterance for j in rest] == [
+            "q3",
+            "q4",
+        ]
+        no_deadline = [_Job("r", loop.create_future(), now, None) for _ in range(4)]
+        assert b._fit(no_deadline, now) == (no_deadline, [], [])
+    finally:
+        loop.close()

@@ -34,7 +34,10 @@ def test_recipe_trains_saves_and_describes_a_tiny_model(tmp_path: Path) -> None:
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Thresholds" in card and "How to reproduce" in card
     # The card's command reproduces this recipe, and says what the shallower encoder keeps.
-    assert "train redflags --out models/model --head-pooling gated --encoder-layers 2 --trainable-layers 1" in card
+    assert (
+        "train redflags --out models/model --head-pooling gated --encoder-layers 2 --trainable-layers 1"
+        in card
+    )
     assert "first 2 of 6 layers" in card
     reloaded = RedFlagClassifier.load(out)
     assert reloaded.config.trainable_layers == 1 and reloaded.config.encoder_layers == 2
