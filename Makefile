@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run run-cluster cluster-services test test-cluster test-fast check bench train kb clean
+.PHONY: install run run-cluster cluster-services test test-cluster test-fast check bench train train-fast kb clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench: install
 
 train: install
 	$(BIN)/assistant train redflags
+
+# The fast model that CPUs without bf16 units run (ASSISTANT_REDFLAG_MODEL=auto): 3 layers, distilled from models/redflags.
+train-fast: install
+	$(BIN)/assistant train redflags --out models/redflags-fast --encoder-layers 3 --trainable-layers 2 \
+		--teacher models/redflags
 
 kb: install
 	$(BIN)/assistant kb build

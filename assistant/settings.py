@@ -6,6 +6,7 @@ A bad value fails at start-up with a message that names the variable.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,10 @@ from assistant.errors import ConfigurationError
 
 # The repository root: code lives in assistant/, models/ and knowledge_base/ sit beside it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+FULL_REDFLAG_MODEL = "redflags"
+FAST_REDFLAG_MODEL = "redflags-fast"  # models/redflags-fast/MODEL_CARD.md
 
 
 class Settings(BaseSettings):
@@ -40,7 +45,9 @@ class Settings(BaseSettings):
     index_dir: Path | None = None  # default: var_dir / "index"
 
     # Models
-    redflag_model: str = "redflags"  # folder name under models_dir, or an absolute path
+    # auto: the full model (models/redflags) on a GPU or a CPU with bf16 units, the fast one (models/redflags-fast:
+    # 3 layers distilled from it, half the compute) on CPUs without them; or a folder under models_dir, or a path.
+    redflag_model: str = "auto"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else fp32; fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
@@ -203,8 +210,29 @@ class Settings(BaseSettings):
         return self.kb_packs_dir if self.kb_packs_dir is not None else self.var_dir / "kb_packs"
 
     def redflag_model_path(self) -> Path:
-        p = Path(self.redflag_model)
+        """The red-flag model folder the service loads (``redflag_model``, with ``auto`` resolved)."""
+        name = self.redflag_model
+        if name == "auto":
+            name = FULL_REDFLAG_MODEL if self._full_model_affordable() else FAST_REDFLAG_MODEL
+            if not (self.models_dir / name).exists() and (self.models_dir / FULL_REDFLAG_MODEL).exists():
+                logging.getLogger(__name__).warning(
+                    "the fast red-flag model is missing; loading the full one",
+                    extra={"missing": str(self.models_dir / name)},
+                )
+                name = FULL_REDFLAG_MODEL
+        p = Path(name)
         return p if p.is_absolute() else self.models_dir / p
+
+    def _full_model_affordable(self) -> bool:
+        """A GPU, or a CPU with bf16 units: the full model's cost fits there (README, "Capacity per CPU class")."""
+        from assistant import precision  # torch: only where a model is about to load
+
+        if self.device in ("cuda", "auto"):
+            import torch
+
+            if torch.cuda.is_available():
+                return True
+        return precision.cpu_has_native_bf16()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -442,8 +442,8 @@ _SYSTEM_TITLES: Final = {
 }
 
 
-def card_section(expected: Mapping[str, Any]) -> str:
-    """The model card's "Behavioural suite" section, rendered from the expected figures."""
+def card_section(expected: Mapping[str, Any], model: str = "redflags") -> str:
+    """The model card's "Behavioural suite" section, rendered from the expected figures of ``models/<model>``."""
     systems = list(expected["systems"])
     head = "| capability | tests | " + " | ".join(_SYSTEM_TITLES.get(s, s) for s in systems) + " |"
     lines = [
@@ -451,7 +451,7 @@ def card_section(expected: Mapping[str, Any]) -> str:
         "## Behavioural suite (`assistant eval checklist`)",
         "Pass rate per capability on the hand-written cases of `eval/data/checklist/` (MFT, INV and DIR tests, see",
         "`eval/checklist.py`); a baseline is scored only on the tests whose labels it decides (tests scored in",
-        f"brackets). Mode {expected['mode']}, written {expected['written']}; figures in `models/redflags/checklist.json`,",
+        f"brackets). Mode {expected['mode']}, written {expected['written']}; figures in `models/{model}/checklist.json`,",
         "which `tests/eval/test_checklist.py` holds the shipped model to.",
         "",
         head,

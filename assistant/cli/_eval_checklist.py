@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         (model_path / EXPECTED_FILE).write_text(json.dumps(expected, indent=2) + "\n")
         card = model_path / "MODEL_CARD.md"
         text = card.read_text() if card.exists() else "# Model card\n"
-        card.write_text(update_card(text, card_section(expected)))
+        card.write_text(update_card(text, card_section(expected, model_path.name)))
         print(f"expected figures: {model_path / EXPECTED_FILE}; card table: {card}")
     return 0
 

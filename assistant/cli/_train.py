@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from assistant.errors import InvalidInputError
-from assistant.settings import get_settings
+from assistant.settings import FULL_REDFLAG_MODEL, get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out test split, and writes the model to --out.",
     )
     r.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: the shipped models/redflags)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: models/redflags, or ASSISTANT_REDFLAG_MODEL when it names a folder)",
     )
     r.add_argument(
         "--data-dir", type=Path, default=None, help="public data sets (default: ASSISTANT_DATA_DIR)"
@@ -125,7 +128,12 @@ def _run(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--distill-weight must be between 0 and 1, got {weight}")
         cfg = replace(cfg, teacher=str(args.teacher), distill_weight=weight)
     caps = {s: args.cap for s in DEFAULT_CAPS} if args.cap else None
-    out = args.out or settings.redflag_model_path()
+    # Not `auto`'s choice: on a CPU without bf16 units that is the fast model, which a default run must not replace.
+    out = args.out or (
+        settings.models_dir / FULL_REDFLAG_MODEL
+        if settings.redflag_model == "auto"
+        else settings.redflag_model_path()
+    )
     run = run_training(
         args.data_dir or settings.data_dir,
         cfg=cfg,

@@ -105,7 +105,7 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         else f"all {kept} encoder layers (the embeddings stay frozen)"
     )
     if kept < 6:
-        tuned += f"; only the base encoder's first {kept} of 6 layers are kept, for {kept}/6 of the compute"
+        tuned += f" (the base encoder's first {kept} of 6 layers are kept, the rest dropped: {kept}/6 of the compute)"
     head = _HEADS[config.head_pooling]
     soft = (
         "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "

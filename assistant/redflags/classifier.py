@@ -363,9 +363,15 @@ def load_classifier(
     """Load the shipped classifier named by the settings (``ASSISTANT_REDFLAG_MODEL``, device, mode)."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    return RedFlagClassifier.load(
-        settings.redflag_model_path(),
+    path = settings.redflag_model_path()
+    clf = RedFlagClassifier.load(
+        path,
         device=device or settings.device,
         mode=mode or settings.inference_mode,
         torchscript=settings.torchscript,
     )
+    logger.info(
+        "red-flag model loaded",
+        extra={"model": str(path), "asked": settings.redflag_model, "precision": clf.precision},
+    )
+    return clf

@@ -26,7 +26,7 @@ from assistant.eval.checklist import (
     update_card,
 )
 from assistant.labels import GROUPS, LABELS
-from assistant.settings import get_settings
+from assistant.settings import FAST_REDFLAG_MODEL, FULL_REDFLAG_MODEL, get_settings
 
 
 class _Table:
@@ -256,9 +256,13 @@ def test_update_card_inserts_once_then_replaces_in_place() -> None:
     assert card_section_of(second) == card_section(newer)
 
 
-def test_shipped_card_shows_the_figures_recorded_for_the_shipped_model() -> None:
-    """The card's table is rendered from models/redflags/checklist.json, recorded for exactly these weights."""
-    model_dir = get_settings().redflag_model_path()
+SHIPPED = (FULL_REDFLAG_MODEL, FAST_REDFLAG_MODEL)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_shows_the_figures_recorded_for_the_shipped_model(name: str) -> None:
+    """The card's table is rendered from models/NAME/checklist.json, recorded for exactly these weights."""
+    model_dir = get_settings().models_dir / name
     expected_file = model_dir / "checklist.json"
     fix = "run `assistant eval checklist --write-expected` (see README, Behavioural suite)"
     assert expected_file.exists(), f"no {expected_file}: {fix}"
@@ -270,13 +274,14 @@ def test_shipped_card_shows_the_figures_recorded_for_the_shipped_model() -> None
     counts = {cap: sum(c.capability == cap for c in load_cases()) for cap in CAPABILITIES}
     assert {cap: b["n"] for cap, b in expected["capabilities"].items()} == counts, f"the cases changed: {fix}"
     card = (model_dir / "MODEL_CARD.md").read_text()
-    assert card_section_of(card) == card_section(expected), f"the card's table is stale: {fix}"
+    assert card_section_of(card) == card_section(expected, name), f"the card's table is stale: {fix}"
 
 
 @pytest.mark.slow
-def test_shipped_model_keeps_the_pass_rates_in_its_card(tmp_path: Path) -> None:
-    """CI runs the suite on the shipped model: no capability may fall below the figure in the model card."""
-    model_dir = get_settings().redflag_model_path()
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_keeps_the_pass_rates_in_its_card(name: str, tmp_path: Path) -> None:
+    """CI runs the suite on each shipped model: no capability may fall below the figure in its model card."""
+    model_dir = get_settings().models_dir / name
     expected = json.loads((model_dir / "checklist.json").read_text())
     out = tmp_path / "checklist.json"
     run = subprocess.run(
@@ -291,6 +296,8 @@ def test_shipped_model_keeps_the_pass_rates_in_its_card(tmp_path: Path) -> None:
             "cpu",
             "--mode",
             expected["mode"],
+            "--model",
+            str(model_dir),
             "--json",
             str(out),
         ],

@@ -38,7 +38,7 @@ def test_recipe_trains_saves_and_describes_a_tiny_model(tmp_path: Path) -> None:
         "train redflags --out models/model --head-pooling gated --encoder-layers 2 --trainable-layers 1"
         in card
     )
-    assert "first 2 of 6 layers" in card
+    assert "first 2 of 6 layers are kept" in card
     reloaded = RedFlagClassifier.load(out)
     assert reloaded.config.trainable_layers == 1 and reloaded.config.encoder_layers == 2
     assert len(reloaded.net.encoder.encoder.layer) == 2

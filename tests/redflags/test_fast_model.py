@@ -1,0 +1,88 @@
+"""The fast red-flag model (models/redflags-fast) and how ``ASSISTANT_REDFLAG_MODEL=auto`` picks between the two."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from assistant import precision
+from assistant.redflags.classifier import RedFlagClassifier, load_classifier
+from assistant.settings import FAST_REDFLAG_MODEL, FULL_REDFLAG_MODEL, get_settings, load_settings
+from assistant.types import Utterance
+
+CASES_FILE = (
+    Path(__file__).parent / "shipped_model_cases.jsonl"
+)  # written apart from training (test_shipped_model)
+
+
+def _settings(monkeypatch: pytest.MonkeyPatch, *, bf16: bool, **overrides: object):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: bf16)
+    return load_settings(**{"redflag_model": "auto", **overrides})
+
+
+def test_auto_picks_the_full_model_where_bf16_units_make_it_cheap_and_the_fast_one_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    models = get_settings().models_dir
+    assert _settings(monkeypatch, bf16=True).redflag_model_path() == models / FULL_REDFLAG_MODEL
+    assert _settings(monkeypatch, bf16=False).redflag_model_path() == models / FAST_REDFLAG_MODEL
+    # A name always wins over the CPU.
+    named = _settings(monkeypatch, bf16=False, redflag_model=FULL_REDFLAG_MODEL)
+    assert named.redflag_model_path() == models / FULL_REDFLAG_MODEL
+
+
+def test_auto_falls_back_to_the_full_model_when_the_fast_one_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / FULL_REDFLAG_MODEL).mkdir()
+    settings = _settings(monkeypatch, bf16=False, models_dir=tmp_path)
+    assert settings.redflag_model_path() == tmp_path / FULL_REDFLAG_MODEL
+    assert "fast red-flag model is missing" in caplog.text
+
+
+def test_retraining_by_default_never_overwrites_the_fast_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from assistant.cli import _train
+
+    seen: dict[str, Path] = {}
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv("ASSISTANT_REDFLAG_MODEL", "auto")
+    get_settings.cache_clear()
+    run = SimpleNamespace(seconds=1.0, metrics={"test": {}})
+    monkeypatch.setattr("assistant.redflags.recipe.run_training", lambda *a, **k: run)
+    monkeypatch.setattr("assistant.redflags.recipe.save_run", lambda run, out: seen.setdefault("out", out))
+    parser = argparse.ArgumentParser()
+    _train.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "redflags", "--no-progress"])
+    try:
+        assert args.handler(args) == 0
+    finally:
+        get_settings.cache_clear()
+    assert seen["out"] == get_settings().models_dir / FULL_REDFLAG_MODEL
+
+
+@pytest.fixture(scope="module")
+def fast() -> RedFlagClassifier:
+    return load_classifier(get_settings().model_copy(update={"redflag_model": FAST_REDFLAG_MODEL}))
+
+
+def test_the_fast_model_keeps_three_layers_and_the_full_models_labels(fast: RedFlagClassifier) -> None:
+    assert fast.config.encoder_layers == 3 and len(fast.net.encoder.encoder.layer) == 3
+    assert fast.config.training["teacher"] == f"models/{FULL_REDFLAG_MODEL}"
+    full = json.loads((get_settings().models_dir / FULL_REDFLAG_MODEL / "config.json").read_text())
+    assert fast.config.labels == full["labels"]
+
+
+def test_the_fast_model_on_the_unseen_cases(fast: RedFlagClassifier) -> None:
+    cases = [json.loads(line) for line in CASES_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    results = fast.predict([Utterance(c["text"]) for c in cases])
+    wrong = [
+        (c["text"], c["flags"], r.flagged)
+        for c, r in zip(cases, results, strict=True)
+        if (set(c["flags"]) - set(r.flagged)) or (not c["flags"] and r.flagged)
+    ]
+    assert wrong == []
