@@ -86,3 +86,9 @@ def test_the_fast_model_on_the_unseen_cases(fast: RedFlagClassifier) -> None:
         if (set(c["flags"]) - set(r.flagged)) or (not c["flags"] and r.flagged)
     ]
     assert wrong == []
+
+
+def test_the_shipped_models_fit_their_30_mb_budget() -> None:
+    models = get_settings().models_dir
+    total = sum(p.stat().st_size for p in models.rglob("*") if p.is_file())
+    assert total <= 30_000_000, f"models/ holds {total / 1e6:.1f} MB; the budget is 30 MB"
