@@ -59,7 +59,7 @@ class TrainConfig:
     # ConvAbuse's 1,071 in-dialogue rows are 2.6% of the data but the closest to a call (session 9 lever).
     source_repeats: tuple[tuple[str, int], ...] = (("convabuse", 2),)
     # How the head pools per-token scores into a label's logit (model.LabelAttentionHead): attention, lse, gated.
-    # gated: the validation criterion's choice in session 10 (0.889 vs attention 0.885 and lse 0.879, same data).
+    # gated: the validation criterion's choice in session 10 (0.889 vs attention 0.885, lse 0.879; same valid rows).
     head_pooling: str = "gated"
     # Keep only the base encoder's first N layers (None: all six): the model for CPUs without bf16 units.
     encoder_layers: int | None = None
