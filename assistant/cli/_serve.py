@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         f"serving on http://{settings.host}:{settings.port} (API docs: /docs; protocol: docs/protocol.md)",
         flush=True,
     )
+    if not settings.use_fake_models:
+        print(f"red-flag model: {model_choice(settings)}", flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -101,3 +107,14 @@ def check_open_mode(host: str, *, has_secret: bool, insecure: bool) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def model_choice(settings: Settings) -> str:
+    """The red-flag model folder the service loads, and why when ``auto`` chose it (operators size by it)."""
+    from assistant.settings import FAST_REDFLAG_MODEL
+
+    path = settings.redflag_model_path()
+    if settings.redflag_model != "auto":
+        return str(path)
+    why = "no bf16 units on this CPU" if path.name == FAST_REDFLAG_MODEL else "a GPU or bf16 units"
+    return f"{path} (auto: {why}; ASSISTANT_REDFLAG_MODEL names another)"

@@ -92,3 +92,12 @@ def test_the_shipped_models_fit_their_30_mb_budget() -> None:
     models = get_settings().models_dir
     total = sum(p.stat().st_size for p in models.rglob("*") if p.is_file())
     assert total <= 30_000_000, f"models/ holds {total / 1e6:.1f} MB; the budget is 30 MB"
+
+
+def test_serve_says_which_red_flag_model_auto_chose_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.cli._serve import model_choice
+
+    assert "redflags-fast (auto: no bf16 units" in model_choice(_settings(monkeypatch, bf16=False))
+    assert "redflags (auto: a GPU or bf16 units" in model_choice(_settings(monkeypatch, bf16=True))
+    named = model_choice(_settings(monkeypatch, bf16=False, redflag_model=FULL_REDFLAG_MODEL))
+    assert named.endswith(FULL_REDFLAG_MODEL)
