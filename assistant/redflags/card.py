@@ -69,7 +69,7 @@ def _teacher(tc: dict[str, Any]) -> str:
 
 
 def _train_command(out: Path, tc: dict[str, Any]) -> str:
-    """The `assistant train redflags` line that reproduces this recipe (options that differ from the defaults)."""
+    """The `assistant train redflags` line that reproduces this recipe (the head always, other options when set)."""
     words = [".venv/bin/assistant train redflags", f"--out models/{out.name}"]
     words.append(f"--head-pooling {tc.get('head_pooling', 'attention')}")  # always: the default has changed
     if tc.get("encoder_layers"):
