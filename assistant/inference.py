@@ -215,9 +215,14 @@ class MicroBatcher(Generic[In, Out]):
             return jobs, [], []
         hopeless = [j for j in jobs if j.deadline is not None and j.deadline < now + cost]
         viable = [j for j in jobs if j.deadline is None or j.deadline >= now + cost]
-        n = len(viable)
-        while n > 1 and any(j.deadline is not None and j.deadline < now + n * cost for j in viable[:n]):
-            n -= 1
+        # A prefix of n fits while its earliest deadline is after now + n x cost: once it fails, longer ones do too.
+        n, earliest = 0, float("inf")
+        for j in viable:
+            if j.deadline is not None:
+                earliest = min(earliest, j.deadline)
+            if earliest < now + (n + 1) * cost:
+                break
+            n += 1
         return viable[:n], hopeless, viable[n:]
 
     # ---- the worker thread ----------------------------------------------------------------------------

@@ -216,14 +216,10 @@ def teacher_probs(
     path: Path, texts: list[str], contexts: Sequence[tuple[str, ...]], *, progress: bool = True
 ) -> torch.Tensor:
     """(N, labels) probabilities of the trained model at ``path`` for the texts the student will see."""
-    teacher = RedFlagClassifier.load(path)
-    out = []
-    for s in tqdm(range(0, len(texts), 128), desc="teacher", disable=not progress):
-        batch = [
-            Utterance(t, tuple(c)) for t, c in zip(texts[s : s + 128], contexts[s : s + 128], strict=True)
-        ]
-        out.append(teacher.probabilities(batch))
-    return torch.cat(out) if out else torch.zeros(0, len(LABELS))
+    rows = [Utterance(t, tuple(c)) for t, c in zip(texts, contexts, strict=True)]
+    return torch.from_numpy(
+        predict_probs(RedFlagClassifier.load(path), rows, progress=progress, desc="teacher")
+    )
 
 
 def distilled_targets(
@@ -309,12 +305,17 @@ def _pad(states: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Te
 
 
 def predict_probs(
-    clf: RedFlagClassifier, examples: Sequence[Example], *, batch_size: int = 128, progress: bool = False
+    clf: RedFlagClassifier,
+    examples: Sequence[Example] | Sequence[Utterance],
+    *,
+    batch_size: int = 128,
+    progress: bool = False,
+    desc: str = "scoring",
 ) -> np.ndarray:
-    """(N, labels) probabilities for examples, in batches."""
+    """(N, labels) probabilities for examples (or utterances), in batches."""
     out = []
     starts = range(0, len(examples), batch_size)
-    for s in tqdm(starts, desc="scoring", disable=not progress):
+    for s in tqdm(starts, desc=desc, disable=not progress):
         chunk = examples[s : s + batch_size]
         out.append(clf.probabilities([Utterance(e.text, tuple(e.context)) for e in chunk]).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,10 +34,22 @@ TINY = [
 ]
 
 
+def tiny_cfg(**changes: Any) -> TrainConfig:
+    """The recipe that overfits TINY in a few seconds, with ``changes``."""
+    return TrainConfig(
+        epochs=10,
+        batch_size=9,
+        lr=3e-4,
+        head_lr=1e-2,
+        asr_style_prob=0.0,
+        seed=7,
+        **changes,
+    )
+
+
 @pytest.fixture(scope="module")
 def overfit() -> RedFlagClassifier:
-    cfg = TrainConfig(epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7)
-    return train(TINY * 3, TINY, cfg, progress=False)
+    return train(TINY * 3, TINY, tiny_cfg(), progress=False)
 
 
 @pytest.mark.slow
@@ -58,7 +71,7 @@ def test_training_spans_point_into_the_text(overfit: RedFlagClassifier) -> None:
 
 @pytest.mark.slow
 def test_training_is_seeded(overfit: RedFlagClassifier) -> None:
-    cfg = TrainConfig(epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7)
+    cfg = tiny_cfg()
     again = train(TINY * 3, TINY, cfg, progress=False)
     batch = [Utterance(e.text) for e in TINY]
     assert torch.allclose(again.probabilities(batch), overfit.probabilities(batch), atol=1e-5)
@@ -121,10 +134,7 @@ def test_train_cli_parses_repeats_and_rejects_bad_ones() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["lse", "gated"])
 def test_other_head_poolings_learn_save_and_reload(pooling: str, tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        epochs=10, batch_size=9, lr=3e-4, head_lr=1e-2, asr_style_prob=0.0, seed=7, head_pooling=pooling
-    )
-    model = train(TINY * 3, TINY, cfg, progress=False)
+    model = train(TINY * 3, TINY, tiny_cfg(head_pooling=pooling), progress=False)
     for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
         assert set(res.flagged) == set(ex.labels), ex.text
     model.save(tmp_path / "m")
@@ -140,17 +150,7 @@ def test_other_head_poolings_learn_save_and_reload(pooling: str, tmp_path: Path)
 def test_a_shallower_encoder_learns_saves_only_its_tuned_layers_and_reloads(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    cfg = TrainConfig(
-        epochs=10,
-        batch_size=9,
-        lr=3e-4,
-        head_lr=1e-2,
-        asr_style_prob=0.0,
-        seed=7,
-        encoder_layers=3,
-        trainable_layers=2,
-        head_pooling="gated",
-    )
+    cfg = tiny_cfg(encoder_layers=3, trainable_layers=2, head_pooling="gated")
     model = train(TINY * 3, TINY, cfg, progress=False)
     assert len(model.net.encoder.encoder.layer) == 3
     for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
@@ -173,17 +173,8 @@ def test_a_student_learns_the_teachers_opinion_on_labels_its_rows_do_not_annotat
     # The student's rows annotate no label at all: whatever it learns about insults comes from the teacher.
     overfit.save(tmp_path / "teacher")
     unannotated = [_ex(e.text, known=frozenset()) for e in TINY]
-    cfg = TrainConfig(
-        epochs=10,
-        batch_size=9,
-        lr=3e-4,
-        head_lr=1e-2,
-        asr_style_prob=0.0,
-        seed=7,
-        encoder_layers=2,
-        trainable_layers=2,
-        teacher=str(tmp_path / "teacher"),
-        distill_weight=1.0,
+    cfg = tiny_cfg(
+        encoder_layers=2, trainable_layers=2, teacher=str(tmp_path / "teacher"), distill_weight=1.0
     )
     student = train(unannotated * 3, [], cfg, progress=False)
     texts = [Utterance(e.text) for e in TINY]
