@@ -449,10 +449,13 @@ async def run_phase(
         )
     )
     t0 = await clock.started
+    # The client's own CPU: on a machine it shares with the server it is CPU the server does not get.
+    client_cpu0 = time.process_time()
     connect_s = t0 - t_connect
     until = t0 + spec.duration_s + spec.grace_s
     sampler = asyncio.create_task(server.sample_until(until)) if server is not None else None
     await calls
+    client_cpu_s = time.process_time() - client_cpu0
     stop_at = t0 + spec.duration_s
     acc = account(records, t0=t0, t_end=stop_at)
     out = summarize(acc, elapsed_s=spec.duration_s, closed_loop=spec.kind == "saturation")
@@ -465,6 +468,7 @@ async def run_phase(
         rate_s=spec.rate_s if spec.kind != "saturation" else None,
         offered_rate=round(spec.calls / spec.rate_s, 2) if spec.kind != "saturation" else None,
         connect_s=round(connect_s, 2),
+        client_cpu_s=round(client_cpu_s, 2),
     )
     if sampler is not None:
         sampler.cancel()
@@ -474,6 +478,7 @@ async def run_phase(
         done = out.get("chunks_processed") or 0
         # CPU per chunk: what sizes a deployment, and it holds on a busy machine where wall-clock figures do not.
         out["server_cpu_ms_per_chunk"] = round(1000 * out["server_cpu_s"] / done, 2) if done else None
+        out["client_cpu_ms_per_chunk"] = round(1000 * client_cpu_s / done, 2) if done else None
     out["latencies_ms"] = acc.latencies_ms
     out["sent_at_s"] = acc.sent_at_s
     out["flags_latencies_ms"] = acc.flags_latencies_ms
@@ -783,6 +788,7 @@ def format_table(report: Mapping[str, Any]) -> str:
         ("server CPU % (mean)", "cpu_percent_mean"),
         ("server RSS MB (max)", "rss_mb_max"),
         ("server CPU ms per chunk", "server_cpu_ms_per_chunk"),
+        ("client CPU ms per chunk", "client_cpu_ms_per_chunk"),
         ("saturation (chunks/s)", "saturation_throughput"),
         ("one call alone p50 (ms)", "single_p50_ms"),
     ]

@@ -63,8 +63,17 @@ def _teacher(tc: dict[str, Any]) -> str:
         return ""
     w = tc.get("distill_weight", 0.5)
     return (
-        f" distilled from `models/{Path(tc['teacher']).name}` (targets: {1 - w:g} x label + {w:g} x the teacher's "
+        f" distilled from `{tc['teacher']}` (targets: {1 - w:g} x label + {w:g} x the teacher's "
         f"probability on annotated labels, the teacher's alone at weight {w:g} on the rest);"
+    )
+
+
+def _teacher_first(tc: dict[str, Any]) -> str:
+    """A reproduce-block line saying that a distilled model's teacher must be there before its training."""
+    if not tc.get("teacher"):
+        return ""
+    return (
+        f"# first the teacher at {tc['teacher']} (its recipe is in its own card or in this card's history)\n"
     )
 
 
@@ -77,9 +86,7 @@ def _train_command(out: Path, tc: dict[str, Any]) -> str:
     if tc.get("trainable_layers", 6) != 6:
         words.append(f"--trainable-layers {tc['trainable_layers']}")
     if tc.get("teacher"):
-        words.append(
-            f"--teacher models/{Path(tc['teacher']).name} --distill-weight {tc.get('distill_weight', 0.5)}"
-        )
+        words.append(f"--teacher {tc['teacher']} --distill-weight {tc.get('distill_weight', 0.5)}")
     return " ".join(words)
 
 
@@ -153,7 +160,7 @@ Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("l
 ## How to reproduce
 ```
 make install
-{train_cmd}   # about 20-40 min on 2 CPU cores
+{_teacher_first(tc)}{train_cmd}   # about 20-40 min on 2 CPU cores
 .venv/bin/assistant eval redflags --model models/{out.name} --split valid --mode fp32   # per source; the choice criterion
 .venv/bin/assistant eval redflags --model models/{out.name} --split test --mode fp32    # the per-source tables below
 .venv/bin/assistant data convert --source all --split test --out var/eval

@@ -28,6 +28,7 @@ def test_bench_fake_models_writes_report_with_keys_and_no_lost_events(tmp_path: 
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
         assert run["saturation_throughput"] > 0 and run["rss_mb_max"] > 0
         assert len(run["latencies_ms"]) == run["chunks_processed"]
+        assert run["server_cpu_ms_per_chunk"] > 0 and run["client_cpu_ms_per_chunk"] > 0
     assert report["speedup_vs_naive"] > 0
     assert report["machine"]["cores_logical"] >= 1 and report["config"]["calls"] == 6
     assert plot.stat().st_size > 1000

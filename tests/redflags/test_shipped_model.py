@@ -66,13 +66,16 @@ def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) ->
         batch = clf.probabilities([Utterance(t, ("hello",)) for t in texts])
         singles = torch.cat([clf.probabilities([Utterance(t, ("hello",))]) for t in texts])
         assert torch.allclose(batch, singles, atol=1e-5), (clf.precision, (batch - singles).abs().max())
-    # bf16 (the shipped mode on CPUs with bf16 units) sums padded rows in a different order, and keeps ~3
-    # significant digits: compare logits, where its error does not depend on where the probability sits on the
-    # sigmoid (measured: at most 0.064 on both the 2026-11-29 and 2026-11-30 models; 0.1 moves p=0.5 by 0.025).
-    batch = shipped.probabilities([Utterance(t, ("hello",)) for t in texts])
-    singles = torch.cat([shipped.probabilities([Utterance(t, ("hello",))]) for t in texts])
-    gap = (_logit(batch) - _logit(singles)).abs().max()
-    assert gap <= 0.1, (shipped.precision, gap)
+    # bf16 (the shipped mode on CPUs with bf16 units) sums padded rows in a different order, and keeps 8 bits
+    # of mantissa: compare logits, within 0.1 (which moves p=0.5 by 0.025) or two bf16 steps at the logit's
+    # magnitude, whichever is larger (measured on the session-12 model: 0.031 where |logit| < 6, 0.125 at -12.5,
+    # two steps of 0.0625; such a logit is a probability of 4e-6 either way).
+    batch = _logit(shipped.probabilities([Utterance(t, ("hello",)) for t in texts]))
+    singles = _logit(torch.cat([shipped.probabilities([Utterance(t, ("hello",))]) for t in texts]))
+    step = 2.0 ** (torch.floor(torch.log2(torch.maximum(batch.abs(), singles.abs()).clamp(min=1.0))) - 7)
+    allowed = torch.clamp(2 * step, min=0.1) + 1e-6
+    gap = (batch - singles).abs()
+    assert bool((gap <= allowed).all()), (shipped.precision, gap.max(), (gap - allowed).max())
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:
