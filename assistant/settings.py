@@ -22,6 +22,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 FULL_REDFLAG_MODEL = "redflags"
 FAST_REDFLAG_MODEL = "redflags-fast"  # models/redflags-fast/MODEL_CARD.md
+BASE_ENCODER_LAYERS = 6  # all-MiniLM-L6-v2
+FAST_QUERY_ENCODER_LAYERS = 4  # the retrieval encoder's layers where the fast red-flag model runs
 
 
 class Settings(BaseSettings):
@@ -49,6 +51,12 @@ class Settings(BaseSettings):
     # 3 layers distilled from it, half the compute) on CPUs without them; or a folder under models_dir, or a path.
     redflag_model: str = "auto"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    # Layers of the retrieval encoder (queries and passages alike; the index is rebuilt when it changes). 0, auto:
+    # all six on a GPU or a CPU with bf16 units, the first four elsewhere (2/3 of the compute per customer turn;
+    # retrieval dev MRR 0.961 -> 0.952, docs/benchmarks.md, session 12).
+    query_encoder_layers: int = Field(
+        default=0, ge=0, le=6, description="0: auto (6 with bf16 units or a GPU, else 4)"
+    )
     # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else fp32; fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
@@ -222,6 +230,12 @@ class Settings(BaseSettings):
                 name = FULL_REDFLAG_MODEL
         p = Path(name)
         return p if p.is_absolute() else self.models_dir / p
+
+    def retrieval_encoder_layers(self) -> int:
+        """The retrieval encoder's layers (``query_encoder_layers``, with 0 = auto resolved)."""
+        if self.query_encoder_layers:
+            return self.query_encoder_layers
+        return BASE_ENCODER_LAYERS if self._full_model_affordable() else FAST_QUERY_ENCODER_LAYERS
 
     def _full_model_affordable(self) -> bool:
         """A GPU, or a CPU with bf16 units: the full model's cost fits there (README, "Capacity per CPU class")."""

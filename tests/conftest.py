@@ -18,6 +18,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # `auto` picks the red-flag model by CPU (bf16 units or not); the tests that hold a model to its card's figures
 # must load the same model on every machine. tests/redflags/test_fast_model.py tests the other one and `auto`.
 os.environ.setdefault("ASSISTANT_REDFLAG_MODEL", "redflags")
+# Likewise the retrieval encoder's depth (auto: 4 layers without bf16 units); tests/knowledge/test_encoder_layers.py
+# tests the shallower one and `auto`.
+os.environ.setdefault("ASSISTANT_QUERY_ENCODER_LAYERS", "6")
 
 from assistant.cluster.servers import PostgresServer, RedisServer
 

@@ -35,17 +35,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="query encoder precision (passages are always embedded in fp32), as the service runs it "
         "with ASSISTANT_INFERENCE_MODE",
     )
+    p.add_argument(
+        "--encoder-layers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the retrieval encoder's first N layers, for queries and passages (default: what the service runs "
+        "here, ASSISTANT_QUERY_ENCODER_LAYERS: 6 with bf16 units or a GPU, else 4)",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from assistant.errors import InvalidInputError
     from assistant.eval.retrieval import evaluate, format_table, read_examples
+    from assistant.knowledge.advisor import retrieval_layers
     from assistant.knowledge.document import load_knowledge_base
     from assistant.knowledge.embedder import SentenceEmbedder
     from assistant.knowledge.index import build_index, knowledge_folders
     from assistant.knowledge.retriever import BM25Retriever, DenseRetriever, FusedRetriever
-    from assistant.settings import get_settings
+    from assistant.settings import BASE_ENCODER_LAYERS, get_settings
 
     examples = read_examples(args.data)
     settings = get_settings()
@@ -55,7 +64,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"skipped: {p}")
     if not kb.procedures:
         raise InvalidInputError(f"the knowledge base in {folders[0]} is empty: nothing to evaluate")
-    embedder = SentenceEmbedder(device=args.device or settings.device)
+    if args.encoder_layers is not None and not 1 <= args.encoder_layers <= BASE_ENCODER_LAYERS:
+        raise InvalidInputError(
+            f"--encoder-layers must be 1-{BASE_ENCODER_LAYERS}, got {args.encoder_layers}"
+        )
+    layers = retrieval_layers(settings) if args.encoder_layers is None else args.encoder_layers
+    embedder = SentenceEmbedder(
+        device=args.device or settings.device, layers=None if layers == BASE_ENCODER_LAYERS else layers
+    )
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
     embedder.set_query_precision(args.mode, torchscript=settings.torchscript)  # as the service runs it
@@ -70,7 +86,9 @@ def _run(args: argparse.Namespace) -> int:
     report["data"] = str(args.data)
     report["passages"] = len(index.passages)
     report["mode"] = args.mode
+    report["encoder_layers"] = embedder.layers or BASE_ENCODER_LAYERS
     print(format_table(report))
+    print(f"encoder: {report['encoder_layers']} of {BASE_ENCODER_LAYERS} layers, queries in {args.mode}")
     if args.bench_passages > 0:
         import tempfile
 

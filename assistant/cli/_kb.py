@@ -53,12 +53,14 @@ def _tqdm_factory(total: int) -> Callable[[int], None]:
 
 
 def _build(force: bool, device: str | None) -> int:
+    from assistant.knowledge.advisor import retrieval_layers
     from assistant.knowledge.embedder import SentenceEmbedder
     from assistant.knowledge.index import build_from_settings
     from assistant.settings import get_settings
 
     settings = get_settings()
-    embedder = SentenceEmbedder(device=device or settings.device)
+    # The service's encoder depth: an index built with another is rebuilt when the service starts.
+    embedder = SentenceEmbedder(device=device or settings.device, layers=retrieval_layers(settings))
     report = build_from_settings(settings, embedder, force=force, progress=_tqdm_factory)
     _print_problems(report.problems)
     idx = report.index

@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not settings.use_fake_models:
         print(f"red-flag model: {model_choice(settings)}", flush=True)
+        print(f"retrieval encoder: {encoder_choice(settings)}", flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -107,6 +108,18 @@ def check_open_mode(host: str, *, has_secret: bool, insecure: bool) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def encoder_choice(settings: Settings) -> str:
+    """The retrieval encoder's depth, and why when ``auto`` chose it."""
+    from assistant.settings import BASE_ENCODER_LAYERS
+
+    n = settings.retrieval_encoder_layers()
+    what = f"{n} of {BASE_ENCODER_LAYERS} layers"
+    if settings.query_encoder_layers:
+        return what
+    why = "a GPU or bf16 units" if n == BASE_ENCODER_LAYERS else "no bf16 units on this CPU"
+    return f"{what} (auto: {why}; ASSISTANT_QUERY_ENCODER_LAYERS sets another)"
 
 
 def model_choice(settings: Settings) -> str:

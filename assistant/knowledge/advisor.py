@@ -463,6 +463,14 @@ class KnowledgeAdvisor:
         return out
 
 
+def retrieval_layers(settings: Settings) -> int | None:
+    """The embedder's ``layers`` for these settings: None for the whole encoder, else the first N layers."""
+    from assistant.settings import BASE_ENCODER_LAYERS
+
+    n = settings.retrieval_encoder_layers()
+    return None if n >= BASE_ENCODER_LAYERS else n
+
+
 def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor:
     """The advisor with the shipped MiniLM encoder and the index, loaded and ready.
 
@@ -473,7 +481,7 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    embedder = SentenceEmbedder(device=device)
+    embedder = SentenceEmbedder(device=device, layers=retrieval_layers(settings))
     advisor = KnowledgeAdvisor(settings, embedder)
     advisor.warm_up()
     # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.

@@ -71,9 +71,21 @@ class SentenceEmbedder:
     name = BASE_ENCODER_NAME
     dim = 384
 
-    def __init__(self, *, path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        layers: int | None = None,
+    ) -> None:
         if device not in ("cpu", "cuda", "auto"):
             raise ModelLoadError(f"expected device cpu, cuda or auto, got {device!r}")
+        if layers is not None and layers < 1:
+            raise ModelLoadError(f"expected at least one encoder layer, got {layers}")
+        # Keep only the first ``layers`` transformer layers (None: all): a cheaper encoder for CPUs without bf16
+        # units, with its own fingerprint so that an index built with the other depth is rebuilt, not reused.
+        self.layers = layers
         self._path = path
         self._device = device
         self._batch_size = batch_size
@@ -90,7 +102,12 @@ class SentenceEmbedder:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.path)
+            weights = weights_fingerprint(self.path)
+            self._fingerprint = (
+                weights
+                if self.layers is None
+                else hashlib.sha256(f"{weights}:layers={self.layers}".encode()).hexdigest()
+            )
         return self._fingerprint
 
     def warm_up(self) -> None:
@@ -107,6 +124,15 @@ class SentenceEmbedder:
         except Exception as e:  # the library raises many types; all mean the same to the user
             raise ModelLoadError(f"could not load the encoder from {self.path}: {e}") from e
         self._model.eval()
+        if self.layers is not None:
+            encoder = self._model[0].auto_model.encoder
+            if self.layers > len(encoder.layer):
+                raise ModelLoadError(
+                    f"the encoder at {self.path} has {len(encoder.layer)} layers; {self.layers} were asked for "
+                    "(ASSISTANT_QUERY_ENCODER_LAYERS)"
+                )
+            encoder.layer = encoder.layer[: self.layers]
+            self._model[0].auto_model.config.num_hidden_layers = self.layers
         self.encode(["warm up"])
 
     def set_query_precision(self, mode: str, *, torchscript: bool = False) -> None:

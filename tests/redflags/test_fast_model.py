@@ -97,10 +97,19 @@ def test_the_shipped_models_fit_their_30_mb_budget() -> None:
     assert total <= 30_000_000, f"models/ holds {total / 1e6:.1f} MB; the budget is 30 MB"
 
 
-def test_serve_says_which_red_flag_model_auto_chose_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant.cli._serve import model_choice
+def test_serve_says_which_red_flag_model_and_retrieval_depth_auto_chose_and_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.cli._serve import encoder_choice, model_choice
 
     assert "redflags-fast (auto: no bf16 units" in model_choice(_settings(monkeypatch, bf16=False))
     assert "redflags (auto: a GPU or bf16 units" in model_choice(_settings(monkeypatch, bf16=True))
+    assert encoder_choice(_settings(monkeypatch, bf16=False, query_encoder_layers=0)).startswith(
+        "4 of 6 layers (auto: no bf16 units"
+    )
+    assert encoder_choice(_settings(monkeypatch, bf16=True, query_encoder_layers=0)).startswith(
+        "6 of 6 layers (auto"
+    )
+    assert encoder_choice(_settings(monkeypatch, bf16=True, query_encoder_layers=5)) == "5 of 6 layers"
     named = model_choice(_settings(monkeypatch, bf16=False, redflag_model=FULL_REDFLAG_MODEL))
     assert named.endswith(FULL_REDFLAG_MODEL)
