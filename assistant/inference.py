@@ -99,11 +99,14 @@ class MicroBatcher(Generic[In, Out]):
         yield_to: MicroBatcher[Any, Any] | None = None,
         yield_backlog: int | None = None,
         workers: int = 1,
+        helper_backlog: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if helper_backlog is not None and helper_backlog < 1:
+            raise ValueError(f"helper_backlog must be >= 1 or None, got {helper_backlog}")
         if max_queued is not None and max_queued < 1:
             raise ValueError(f"max_queued must be >= 1 or None, got {max_queued}")
         self.analyzer = analyzer
@@ -124,6 +127,9 @@ class MicroBatcher(Generic[In, Out]):
         # after the first only help while a full batch waits behind the pass in flight: splitting a light load
         # into smaller batches would cost more CPU per item (fp32 on AVX2: ~20 ms per utterance alone, ~6 in 32).
         self.workers = workers
+        # How many items must wait behind the pass in flight before a worker after the first starts a pass of its
+        # own (None: a full batch). Lower puts the second core on red flags sooner when a burst queues them.
+        self.helper_backlog = max_batch if helper_backlog is None else helper_backlog
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._queued = 0  # items waiting or in the pass (event-loop thread reads; worker decrements)
@@ -231,10 +237,11 @@ class MicroBatcher(Generic[In, Out]):
     ) -> list[_Job[In, Out]] | None:
         """The next batch (blocking for its first item), or None once stop() was called.
 
-        A helper worker waits until a full batch is queued, then takes what is there without waiting more.
+        A helper worker waits until ``helper_backlog`` items are queued, then takes what is there (up to a batch)
+        without waiting more.
         """
         if helper:
-            while jobs.qsize() < self.max_batch:
+            while jobs.qsize() < self.helper_backlog:
                 if self._stopping:
                     return None
                 time.sleep(0.005)

@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     redflag_workers: int = Field(
         default=2, ge=1, description="red-flag model threads; 2 lets red flags use both cores under overload"
     )
+    # 4: a burst of red flags gets the second core at once (emulated AVX2, 500 calls: red flags p95 ~250 -> ~100-150
+    # ms; docs/benchmarks.md, session 12); a light load rarely queues four, so it keeps its larger batches.
+    redflag_helper_backlog: int = Field(
+        default=4,
+        ge=1,
+        description="red-flag items waiting behind a pass before the second thread runs one too",
+    )
     advice_queue_max: int = Field(
         default=8, ge=1, description="turns of one call waiting for advice, at most"
     )

@@ -110,6 +110,7 @@ class AnalysisPipeline:
             max_wait_ms=settings.batch_max_wait_ms,
             on_batch=partial(self._on_batch, "redflags"),
             workers=settings.redflag_workers,
+            helper_backlog=settings.redflag_helper_backlog,
         )
         # The advisor's query encoding is a second encoder pass per customer chunk: batched across calls in its
         # own worker thread when the advisor has an encoder to batch (the real one has; the rule fake has none).

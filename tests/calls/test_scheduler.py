@@ -288,6 +288,44 @@ def test_a_helper_worker_stays_out_of_a_light_load() -> None:
     assert asyncio.run(run()) == {"w_0"}
 
 
+def test_a_helper_worker_takes_a_queued_burst_while_the_first_pass_runs() -> None:
+    helper_ran = threading.Event()
+
+    class Gate:
+        """The first worker's pass ends only once the helper has run a pass beside it."""
+
+        def __init__(self) -> None:
+            self.passes: list[tuple[str, list[str]]] = []
+
+        def predict(self, items: list[str], /) -> list[str]:
+            name = threading.current_thread().name
+            self.passes.append((name, list(items)))
+            if name == "w_0" and items == ["a"]:
+                assert helper_ran.wait(timeout=5.0), "the helper never ran a pass beside the first"
+            else:
+                helper_ran.set()
+            return items
+
+    async def run() -> list[str]:
+        b: MicroBatcher[str, str] = MicroBatcher(
+            model, max_batch=8, max_wait_ms=0, name="w", workers=2, helper_backlog=2
+        )
+        await b.start()
+        try:
+            first = asyncio.ensure_future(b.predict("a"))
+            while not model.passes:  # the first pass is in flight
+                await asyncio.sleep(0.001)
+            return list(await asyncio.gather(first, b.predict("b"), b.predict("c")))
+        finally:
+            await b.stop()
+
+    model = Gate()
+    assert asyncio.run(run()) == ["a", "b", "c"]
+    assert ("w_1", ["b", "c"]) in model.passes
+    with pytest.raises(ValueError, match="helper_backlog"):
+        MicroBatcher(Gate(), helper_backlog=0)
+
+
 def test_an_item_that_cannot_be_scored_by_its_deadline_is_shed_at_once() -> None:
     async def run() -> tuple[bool, bool, object]:
         model = SlowEcho(delay_s=0.05)
