@@ -320,16 +320,18 @@ def _known_names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])", re.IGNORECASE)
 
 
-def redact(text: str, *, names: Iterable[str] = ()) -> Redaction:
+def redact(text: str, *, names: Iterable[str] = (), known: re.Pattern[str] | None = None) -> Redaction:
     """Replace personal data in ``text`` with ``[KIND]`` placeholders; the spans say what went where.
 
     ``names``: people already known in this call (the customer's name from the CRM, names given earlier);
-    every mention of them, or of one of their words, becomes ``[NAME]``.
+    every mention of them, or of one of their words, becomes ``[NAME]``. ``known``: the same names already
+    compiled (``CallRedactor`` keeps it per call), used instead of ``names``.
     """
     found: list[Finding] = []
     taken = bytearray(len(text) + 1)
     finders: list[Finder] = list(_FINDERS)
-    known = _known_names_pattern(names)
+    if known is None:
+        known = _known_names_pattern(names)
     if known is not None:
         finders.insert(len(finders) - 1, _from_pattern(known, "NAME"))
     given: list[str] = []
@@ -366,15 +368,22 @@ class CallRedactor:
 
     def __init__(self, names: Iterable[str] = ()) -> None:
         self.names: list[str] = []
+        # The names' pattern, compiled when they change: with a thousand live calls, each with its own names,
+        # ``re``'s cache of 512 patterns would be too small and every chunk would compile one again.
+        self._known: re.Pattern[str] | None = None
         self.add_names(names)
 
     def add_names(self, names: Iterable[str]) -> None:
+        added = False
         for name in names:
             name = " ".join(name.split())
             if name and name not in self.names and len(self.names) < _MAX_KNOWN_NAMES:
                 self.names.append(name)
+                added = True
+        if added:
+            self._known = _known_names_pattern(self.names)
 
     def redact(self, text: str) -> Redaction:
-        result = redact(text, names=self.names)
+        result = redact(text, known=self._known)
         self.add_names(result.names)
         return result

@@ -41,6 +41,26 @@ def test_call_redactor_remembers_names_given_earlier() -> None:
     assert r.redact("jonathanson is not him").text == "jonathanson is not him"  # whole words only
 
 
+def test_call_redactor_compiles_its_names_only_when_they_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.calls import redaction
+
+    compiled: list[tuple[str, ...]] = []
+    real = redaction._known_names_pattern
+
+    def counting(names):  # type: ignore[no-untyped-def]
+        compiled.append(tuple(names))
+        return real(names)
+
+    monkeypatch.setattr(redaction, "_known_names_pattern", counting)
+    r = CallRedactor(["Alice Moreno"])
+    for _ in range(5):
+        assert r.redact("thanks alice").text == "thanks [NAME]"
+    assert compiled == [("Alice Moreno",)]
+    r.redact("my name is Jonathan Pemberton")  # a new name: compiled once more, then reused
+    r.redact("ok jonathan")
+    assert compiled == [("Alice Moreno",), ("Alice Moreno", "Jonathan Pemberton")]
+
+
 def _cost(text: str) -> float:
     """Best of 5 in CPU time (other processes on the machine do not count), with the garbage collector off
     (its pauses depend on the whole heap, not on ``redact``)."""
