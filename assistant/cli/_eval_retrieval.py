@@ -68,10 +68,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             f"--encoder-layers must be 1-{BASE_ENCODER_LAYERS}, got {args.encoder_layers}"
         )
-    layers = retrieval_layers(settings) if args.encoder_layers is None else args.encoder_layers
-    embedder = SentenceEmbedder(
-        device=args.device or settings.device, layers=None if layers == BASE_ENCODER_LAYERS else layers
-    )
+    if args.encoder_layers is not None:
+        settings = settings.model_copy(update={"query_encoder_layers": args.encoder_layers})
+    embedder = SentenceEmbedder(device=args.device or settings.device, layers=retrieval_layers(settings))
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
     embedder.set_query_precision(args.mode, torchscript=settings.torchscript)  # as the service runs it

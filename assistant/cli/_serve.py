@@ -118,8 +118,7 @@ def encoder_choice(settings: Settings) -> str:
     what = f"{n} of {BASE_ENCODER_LAYERS} layers"
     if settings.query_encoder_layers:
         return what
-    why = "a GPU or bf16 units" if n == BASE_ENCODER_LAYERS else "no bf16 units on this CPU"
-    return f"{what} (auto: {why}; ASSISTANT_QUERY_ENCODER_LAYERS sets another)"
+    return f"{what} (auto: {_why(n == BASE_ENCODER_LAYERS)}; ASSISTANT_QUERY_ENCODER_LAYERS sets another)"
 
 
 def model_choice(settings: Settings) -> str:
@@ -129,5 +128,9 @@ def model_choice(settings: Settings) -> str:
     path = settings.redflag_model_path()
     if settings.redflag_model != "auto":
         return str(path)
-    why = "no bf16 units on this CPU" if path.name == FAST_REDFLAG_MODEL else "a GPU or bf16 units"
-    return f"{path} (auto: {why}; ASSISTANT_REDFLAG_MODEL names another)"
+    return f"{path} (auto: {_why(path.name != FAST_REDFLAG_MODEL)}; ASSISTANT_REDFLAG_MODEL names another)"
+
+
+def _why(full_cost_fits: bool) -> str:
+    """Why ``auto`` chose the full-cost models or the cheaper ones (``Settings._full_model_affordable``)."""
+    return "a GPU or bf16 units" if full_cost_fits else "no bf16 units on this CPU"
