@@ -81,6 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="share of the teacher in the targets, 0-1 (default 0.5; only with --teacher)",
     )
+    r.add_argument(
+        "--lexical-prior",
+        action="store_true",
+        help="the head also reads which word lists the utterance hits (profanity, demeaning words, violent "
+        "wording) and learns a weight per label for each",
+    )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
 
@@ -116,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, source_repeats=_repeats(args.repeat))
     if args.head_pooling:
         cfg = replace(cfg, head_pooling=args.head_pooling)
+    if args.lexical_prior:
+        cfg = replace(cfg, lexical_prior=True)
     if args.distill_weight is not None and not args.teacher:
         raise InvalidInputError("--distill-weight needs --teacher DIR (the model to distil from)")
     if args.teacher:

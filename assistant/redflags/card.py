@@ -87,6 +87,8 @@ def _train_command(out: Path, tc: dict[str, Any]) -> str:
         words.append(f"--trainable-layers {tc['trainable_layers']}")
     if tc.get("teacher"):
         words.append(f"--teacher {tc['teacher']} --distill-weight {tc.get('distill_weight', 0.5)}")
+    if tc.get("lexical_prior"):
+        words.append("--lexical-prior")
     return " ".join(words)
 
 

@@ -30,6 +30,7 @@ from assistant.labels import GROUPS, LABELS
 from assistant.padding import length_groups
 from assistant.redflags.model import POOLINGS, RedFlagNet
 from assistant.redflags.preprocess import EncodedBatch, encode
+from assistant.redflags.prior import LEXICAL_FEATURES, lexical_features
 from assistant.settings import Settings
 from assistant.types import LabelScore, RedFlagResult, Span, Utterance
 
@@ -63,6 +64,8 @@ class RedFlagConfig:
     trainable_layers: int = 2
     encoder_layers: int | None = None  # None: all of the base encoder's; fewer: a faster, shallower model
     head_pooling: str = "attention"  # or "lse", "gated" (model.LabelAttentionHead); older models: attention
+    # The head adds a learned weight per label for each word list the utterance hits (assistant.redflags.prior).
+    lexical_prior: bool = False
     base_encoder: str = BASE_ENCODER_NAME
     base_weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
@@ -137,9 +140,8 @@ class RedFlagClassifier:
         self._traced: torch.jit.ScriptModule | None = None
         self._run: torch.nn.Module = _Logits(self.net)  # the eager net as (logits, contributions)
         if torchscript:
-            example = self.encode(
-                [Utterance("you are useless", ("hi how can i help", "my bill")), Utterance("ok")]
-            )
+            utterances = [Utterance("you are useless", ("hi how can i help", "my bill")), Utterance("ok")]
+            example = self.encode(utterances)
             self._traced = precision.trace(
                 self._run,
                 tuple(
@@ -149,6 +151,7 @@ class RedFlagClassifier:
                         example.attention_mask,
                         example.token_type_ids,
                         example.text_mask,
+                        self._prior(utterances),
                     )
                 ),
             )
@@ -199,6 +202,7 @@ class RedFlagClassifier:
                 trainable_layers=config.trainable_layers,
                 pooling=config.head_pooling,
                 encoder_layers=config.encoder_layers,
+                prior_features=len(LEXICAL_FEATURES) if config.lexical_prior else 0,
             )
         except ValueError as e:
             raise ModelLoadError(f"{cfg_path}: {e}") from e
@@ -246,6 +250,12 @@ class RedFlagClassifier:
             max_context_tokens=self.config.max_context_tokens,
         )
 
+    def _prior(self, utterances: list[Utterance]) -> torch.Tensor:
+        """The lexical features the head reads: (N, 3) with a prior, (N, 0) without (nothing computed)."""
+        if not self.config.lexical_prior:
+            return torch.zeros(len(utterances), 0)
+        return lexical_features([u.text for u in utterances])
+
     def probabilities(self, utterances: list[Utterance]) -> torch.Tensor:
         """(N, labels) probabilities; no thresholds, no spans (for evaluation)."""
         return self._forward(utterances)[0]
@@ -253,6 +263,7 @@ class RedFlagClassifier:
     def _forward(self, utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, EncodedBatch]:
         with self._tokenizer_lock:
             batch = self.encode(utterances)
+        prior = self._prior(utterances)
         lengths = batch.attention_mask.sum(dim=1)
         n, width = batch.input_ids.shape
         probs = torch.empty(n, len(LABELS))
@@ -270,6 +281,7 @@ class RedFlagClassifier:
                     batch.attention_mask[idx, :w].to(self.device),
                     batch.token_type_ids[idx, :w].to(self.device),
                     batch.text_mask[idx, :w].to(self.device),
+                    prior[idx].to(self.device),
                 )
                 probs[idx] = torch.sigmoid(logits.float()).cpu()
                 contrib[idx, :, :w] = contributions.float().cpu()
@@ -316,8 +328,9 @@ class _Logits(torch.nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor,
         text_mask: torch.Tensor,
+        prior: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(input_ids, attention_mask, token_type_ids, text_mask)
+        out = self.net(input_ids, attention_mask, token_type_ids, text_mask, prior)
         return out.logits, out.contributions
 
 

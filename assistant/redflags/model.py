@@ -44,7 +44,13 @@ class LabelAttentionHead(nn.Module):
     """
 
     def __init__(
-        self, *, hidden: int, n_labels: int, dropout: float = 0.1, pooling: str = "attention"
+        self,
+        *,
+        hidden: int,
+        n_labels: int,
+        dropout: float = 0.1,
+        pooling: str = "attention",
+        prior_features: int = 0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -58,9 +64,23 @@ class LabelAttentionHead(nn.Module):
             self.gate = nn.Parameter(torch.zeros(n_labels))  # sigmoid(gate): the lse share of each label
         self.score = nn.Parameter(torch.randn(n_labels, hidden) * 0.02)
         self.bias = nn.Parameter(torch.full((n_labels,), _START_BIAS[pooling]))
+        # A lexical prior (assistant.redflags.prior): per label, a learned weight for each word list's hit,
+        # added to the logit. Zero at the start, so training begins from the head without it.
+        self.prior: nn.Linear | None = None
+        if prior_features:
+            self.prior = nn.Linear(prior_features, n_labels, bias=False)
+            nn.init.zeros_(self.prior.weight)
         self._scale = 1.0 / math.sqrt(hidden)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> HeadOutput:
+        out = self._pool(hidden_states, attention_mask)
+        if self.prior is not None and prior is not None:
+            out.logits = out.logits + self.prior(prior.to(out.logits.dtype))
+        return out
+
+    def _pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
         h = torch.tanh(self.proj(self.dropout(hidden_states)))  # (B, T, H)
         masked = attention_mask[:, None, :] == 0
         lowest = torch.finfo(h.dtype).min
@@ -101,6 +121,7 @@ class RedFlagNet(nn.Module):
         trainable_layers: int,
         pooling: str = "attention",
         encoder_layers: int | None = None,
+        prior_features: int = 0,
     ) -> None:
         super().__init__()
         available = int(encoder.config.num_hidden_layers)
@@ -119,7 +140,9 @@ class RedFlagNet(nn.Module):
         self.encoder = encoder
         self.trainable_layers = trainable_layers
         hidden = int(encoder.config.hidden_size)
-        self.head = LabelAttentionHead(hidden=hidden, n_labels=n_labels, pooling=pooling)
+        self.head = LabelAttentionHead(
+            hidden=hidden, n_labels=n_labels, pooling=pooling, prior_features=prior_features
+        )
         self.freeze_lower_layers()
 
     @classmethod
@@ -131,6 +154,7 @@ class RedFlagNet(nn.Module):
         trainable_layers: int,
         pooling: str = "attention",
         encoder_layers: int | None = None,
+        prior_features: int = 0,
     ) -> RedFlagNet:
         encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
         return cls(
@@ -139,6 +163,7 @@ class RedFlagNet(nn.Module):
             trainable_layers=trainable_layers,
             pooling=pooling,
             encoder_layers=encoder_layers,
+            prior_features=prior_features,
         )
 
     def freeze_lower_layers(self) -> None:
@@ -184,16 +209,23 @@ class RedFlagNet(nn.Module):
             hidden = layer(hidden, mask)
         return hidden
 
-    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, text_mask: torch.Tensor) -> HeadOutput:
+    def top(
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        text_mask: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> HeadOutput:
         """The fine-tuned upper layers and the head, from trunk hidden states.
 
         The head attends to the utterance's tokens only (``text_mask``): earlier turns shape those tokens'
         representations through self-attention, but a red flag must be found in what was just said.
+        ``prior``: the utterances' lexical features (assistant.redflags.prior), used when the head has a prior.
         """
         mask = self._mask(hidden, attention_mask)
         for layer in self._layers()[self.n_frozen_layers :]:
             hidden = layer(hidden, mask)
-        return self.head(hidden, text_mask)
+        return self.head(hidden, text_mask, prior)
 
     def forward(
         self,
@@ -201,5 +233,7 @@ class RedFlagNet(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor,
         text_mask: torch.Tensor,
+        prior: torch.Tensor | None = None,
     ) -> HeadOutput:
-        return self.top(self.trunk(input_ids, attention_mask, token_type_ids), attention_mask, text_mask)
+        hidden = self.trunk(input_ids, attention_mask, token_type_ids)
+        return self.top(hidden, attention_mask, text_mask, prior)

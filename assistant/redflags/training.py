@@ -25,6 +25,7 @@ from assistant.redflags.data import Example
 from assistant.redflags.metrics import best_threshold, source_weights
 from assistant.redflags.model import RedFlagNet
 from assistant.redflags.preprocess import encode, utterance_mask
+from assistant.redflags.prior import LEXICAL_FEATURES, lexical_features
 from assistant.types import Utterance
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class TrainConfig:
     # teacher alone, at weight w (the teacher has an opinion on every label, the sources do not).
     teacher: str | None = None
     distill_weight: float = 0.5
+    # The head also reads which word lists a row hits (assistant.redflags.prior): a per-label learned weight
+    # each, added to the logits (issue 19's lever "a lexical prior as an input to the abusive labels").
+    lexical_prior: bool = False
 
 
 def with_repeats(examples: Sequence[Example], repeats: Sequence[tuple[str, int]]) -> list[Example]:
@@ -124,11 +128,13 @@ def new_classifier(cfg: TrainConfig) -> RedFlagClassifier:
         trainable_layers=cfg.trainable_layers,
         pooling=cfg.head_pooling,
         encoder_layers=cfg.encoder_layers,
+        prior_features=len(LEXICAL_FEATURES) if cfg.lexical_prior else 0,
     )
     config = RedFlagConfig(
         trainable_layers=cfg.trainable_layers,
         encoder_layers=cfg.encoder_layers,
         head_pooling=cfg.head_pooling,
+        lexical_prior=cfg.lexical_prior,
         training=asdict(cfg),
     )
     return RedFlagClassifier(net, AutoTokenizer.from_pretrained(base), config)
@@ -174,6 +180,8 @@ def train(
     # once per example and cached, and each step only runs the tuned layers (several times faster on CPU).
     texts = [asr_style(e.text) if rng.random() < cfg.asr_style_prob else e.text for e in train_examples]
     cache = _trunk_cache(clf, texts, [e.context for e in train_examples], cfg, progress=progress)
+    # The word-list hits of the text each row is shown as (raw or ASR-style), as the service computes them.
+    prior_all = lexical_features(texts) if cfg.lexical_prior else None
     if cfg.teacher:
         teacher = teacher_probs(
             Path(cfg.teacher), texts, [e.context for e in train_examples], progress=progress
@@ -188,7 +196,7 @@ def train(
         running = 0.0
         for step, idx in enumerate(bar):
             hidden, mask, text_mask = _pad([cache[i] for i in idx])
-            out = net.top(hidden, mask, text_mask)
+            out = net.top(hidden, mask, text_mask, None if prior_all is None else prior_all[idx])
             loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
                 out.logits, y_all[idx], reduction="none"
             )

@@ -219,3 +219,37 @@ def test_a_model_with_an_unknown_head_pooling_is_refused(tmp_path: Path) -> None
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="head pooling 'max'"):
         RedFlagClassifier.load(tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_a_lexical_prior_is_learned_saved_and_used_by_the_traced_model(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    model = train(TINY * 3, TINY, tiny_cfg(head_pooling="gated", lexical_prior=True), progress=False)
+    for ex, res in zip(TINY, model.predict([Utterance(e.text) for e in TINY]), strict=True):
+        assert set(res.flagged) == set(ex.labels), ex.text
+    prior = model.net.head.prior
+    assert prior is not None and prior.weight.shape == (len(LABELS), 3)
+    # "what the fuck" hits the profanity list: its weight for profanity grew from zero
+    assert float(prior.weight.detach()[LABELS.index("profanity"), 0]) > 0
+    model.save(tmp_path / "m")
+    assert "head.prior.weight" in load_file(str(tmp_path / "m" / "weights.safetensors"))
+    loaded = RedFlagClassifier.load(tmp_path / "m", torchscript=True)
+    assert loaded.config.lexical_prior and loaded.torchscript
+    batch = [Utterance(e.text, ("earlier turn",)) for e in TINY]
+    assert torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-5)
+    int8 = RedFlagClassifier.load(tmp_path / "m", mode="int8", torchscript=True)  # the prior is a Linear too
+    assert torch.allclose(int8.probabilities(batch), model.probabilities(batch), atol=0.15)
+    # the features reach the head: without the prior's weights the scores change
+    with torch.no_grad():
+        prior.weight.zero_()
+    assert not torch.allclose(loaded.probabilities(batch), model.probabilities(batch), atol=1e-5)
+
+
+def test_a_model_without_a_prior_computes_no_word_list_features() -> None:
+    from assistant.redflags.model import LabelAttentionHead
+
+    head = LabelAttentionHead(hidden=8, n_labels=3, pooling="gated").eval()
+    x, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
+    assert head.prior is None
+    assert torch.equal(head(x, mask).logits, head(x, mask, torch.zeros(2, 0)).logits)
