@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # all six on a GPU or a CPU with bf16 units, the first four elsewhere (2/3 of the compute per customer turn;
     # retrieval dev MRR 0.961 -> 0.952, docs/benchmarks.md, session 12).
     query_encoder_layers: int = Field(
-        default=0, ge=0, le=6, description="0: auto (6 with bf16 units or a GPU, else 4)"
+        default=0, ge=0, le=BASE_ENCODER_LAYERS, description="0: auto (6 with bf16 units or a GPU, else 4)"
     )
     # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else fp32; fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"

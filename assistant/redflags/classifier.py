@@ -30,7 +30,7 @@ from assistant.labels import GROUPS, LABELS
 from assistant.padding import length_groups
 from assistant.redflags.model import POOLINGS, RedFlagNet
 from assistant.redflags.preprocess import EncodedBatch, encode
-from assistant.redflags.prior import LEXICAL_FEATURES, lexical_features
+from assistant.redflags.prior import lexical_features
 from assistant.settings import Settings
 from assistant.types import LabelScore, RedFlagResult, Span, Utterance
 
@@ -202,7 +202,7 @@ class RedFlagClassifier:
                 trainable_layers=config.trainable_layers,
                 pooling=config.head_pooling,
                 encoder_layers=config.encoder_layers,
-                prior_features=len(LEXICAL_FEATURES) if config.lexical_prior else 0,
+                lexical_prior=config.lexical_prior,
             )
         except ValueError as e:
             raise ModelLoadError(f"{cfg_path}: {e}") from e

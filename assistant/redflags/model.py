@@ -20,6 +20,8 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from assistant.redflags.prior import LEXICAL_FEATURES
+
 POOLINGS = ("attention", "lse", "gated")  # a new one also needs card._HEADS and the CLI choices
 # log-sum-exp over ~16 tokens starts near log(16) = 2.8 whatever they say; a bias below it makes a fresh head's
 # probabilities start near 0.5, as the attention head's do (the gated head starts half way between the two).
@@ -121,7 +123,7 @@ class RedFlagNet(nn.Module):
         trainable_layers: int,
         pooling: str = "attention",
         encoder_layers: int | None = None,
-        prior_features: int = 0,
+        lexical_prior: bool = False,
     ) -> None:
         super().__init__()
         available = int(encoder.config.num_hidden_layers)
@@ -141,7 +143,10 @@ class RedFlagNet(nn.Module):
         self.trainable_layers = trainable_layers
         hidden = int(encoder.config.hidden_size)
         self.head = LabelAttentionHead(
-            hidden=hidden, n_labels=n_labels, pooling=pooling, prior_features=prior_features
+            hidden=hidden,
+            n_labels=n_labels,
+            pooling=pooling,
+            prior_features=len(LEXICAL_FEATURES) if lexical_prior else 0,
         )
         self.freeze_lower_layers()
 
@@ -154,7 +159,7 @@ class RedFlagNet(nn.Module):
         trainable_layers: int,
         pooling: str = "attention",
         encoder_layers: int | None = None,
-        prior_features: int = 0,
+        lexical_prior: bool = False,
     ) -> RedFlagNet:
         encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
         return cls(
@@ -163,7 +168,7 @@ class RedFlagNet(nn.Module):
             trainable_layers=trainable_layers,
             pooling=pooling,
             encoder_layers=encoder_layers,
-            prior_features=prior_features,
+            lexical_prior=lexical_prior,
         )
 
     def freeze_lower_layers(self) -> None:

@@ -25,7 +25,7 @@ from assistant.redflags.data import Example
 from assistant.redflags.metrics import best_threshold, source_weights
 from assistant.redflags.model import RedFlagNet
 from assistant.redflags.preprocess import encode, utterance_mask
-from assistant.redflags.prior import LEXICAL_FEATURES, lexical_features
+from assistant.redflags.prior import lexical_features
 from assistant.types import Utterance
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def new_classifier(cfg: TrainConfig) -> RedFlagClassifier:
         trainable_layers=cfg.trainable_layers,
         pooling=cfg.head_pooling,
         encoder_layers=cfg.encoder_layers,
-        prior_features=len(LEXICAL_FEATURES) if cfg.lexical_prior else 0,
+        lexical_prior=cfg.lexical_prior,
     )
     config = RedFlagConfig(
         trainable_layers=cfg.trainable_layers,
