@@ -77,9 +77,9 @@ def _teacher_first(tc: dict[str, Any]) -> str:
     )
 
 
-def _train_command(out: Path, tc: dict[str, Any]) -> str:
+def _train_command(out: str, tc: dict[str, Any]) -> str:
     """The `assistant train redflags` line that reproduces this recipe (the head always, other options when set)."""
-    words = [".venv/bin/assistant train redflags", f"--out models/{out.name}"]
+    words = [".venv/bin/assistant train redflags", f"--out {out}"]
     words.append(f"--head-pooling {tc.get('head_pooling', 'attention')}")  # always: the default has changed
     if tc.get("encoder_layers"):
         words.append(f"--encoder-layers {tc['encoder_layers']}")
@@ -89,7 +89,52 @@ def _train_command(out: Path, tc: dict[str, Any]) -> str:
         words.append(f"--teacher {tc['teacher']} --distill-weight {tc.get('distill_weight', 0.5)}")
     if tc.get("lexical_prior"):
         words.append("--lexical-prior")
+    if tc.get("seed", 13) != 13:
+        words.append(f"--seed {tc['seed']}")
     return " ".join(words)
+
+
+def _training_line(tc: dict[str, Any], seconds: Any) -> str:
+    """The recipe of one training run, as the card's sentence."""
+    soft = (
+        "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
+        "and scores)"
+        if tc.get("soft_labels")
+        else "targets are the 0/1 majority labels"
+    )
+    return (
+        f"{tc.get('epochs')} epochs, batch {tc.get('batch_size')}, lr {tc.get('lr')} (head {tc.get('head_lr')}), "
+        f"seed {tc.get('seed')},\n{tc.get('asr_style_prob')} of texts shown ASR-style (lower case, no punctuation); "
+        f"{soft};{_teacher(tc)}{_repeats(tc)} {seconds if seconds is not None else '?'} s on the machine below."
+    )
+
+
+def _training_section(out: Path, metrics: dict[str, Any]) -> tuple[str, str]:
+    """The card's training paragraph and the reproduce block's training lines: one run, or a weight average."""
+    averaged = metrics.get("averaged")
+    if not averaged:
+        tc = metrics.get("train_config", {})
+        line = f"Training: {_training_line(tc, metrics.get('train_seconds'))}"
+        return (
+            line,
+            f"{_teacher_first(tc)}{_train_command(f'models/{out.name}', tc)}   # about 20-40 min on 2 CPU cores",
+        )
+    items = "\n".join(
+        f"- `{a['model']}` (share {a['share']:g}): {_training_line(a.get('train_config', {}), a.get('train_seconds'))}"
+        for a in averaged
+    )
+    line = (
+        f"Training: the weight average of {len(averaged)} models fine-tuned from the same base encoder "
+        "(`assistant train average`, `assistant/redflags/averaging.py`), thresholds chosen again on the validation "
+        f"splits:\n{items}"
+    )
+    teachers = "".join(dict.fromkeys(_teacher_first(a.get("train_config", {})) for a in averaged))
+    runs = "\n".join(
+        f"{_train_command(a['model'], a.get('train_config', {}))}   # about 20-40 min on 2 CPU cores"
+        for a in averaged
+    )
+    ingredients = " ".join(f"{a['model']}:{a['share']:g}" for a in averaged)
+    return line, f"{teachers}{runs}\n.venv/bin/assistant train average --out models/{out.name} {ingredients}"
 
 
 def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], *, extra: str = "") -> Path:
@@ -102,7 +147,6 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
         f"{_LICENCES.get(s, '?')} |"
         for s in sources
     )
-    tc = metrics.get("train_config", {})
     context_budget = (
         "what the utterance leaves" if config.max_context_tokens is None else str(config.max_context_tokens)
     )
@@ -116,13 +160,7 @@ def write_model_card(out: Path, config: RedFlagConfig, metrics: dict[str, Any], 
     if kept < 6:
         tuned += f" (the base encoder's first {kept} of 6 layers are kept, the rest dropped: {kept}/6 of the compute)"
     head = _HEADS[config.head_pooling]
-    soft = (
-        "ConvAbuse rows teach the share of annotators who called them abusive (their 0/1 majority sets thresholds "
-        "and scores)"
-        if tc.get("soft_labels")
-        else "targets are the 0/1 majority labels"
-    )
-    train_cmd = _train_command(out, tc)
+    training, train_cmds = _training_section(out, metrics)
     text = f"""# Red-flag classifier (models/{out.name})
 
 Multi-label classifier of customer utterances in live calls, for the labels of `shared/PRODUCT.md`:
@@ -153,8 +191,7 @@ threshold choice, and no normalised test text of any source is in a training or 
 (one duplicate rule across sources, `tests/redflags/test_leakage.py`). ConvAbuse's official validation file is
 our ConvAbuse test split.
 
-Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("lr")} (head {tc.get("head_lr")}), seed {tc.get("seed")},
-{tc.get("asr_style_prob")} of texts shown ASR-style (lower case, no punctuation); {soft};{_teacher(tc)}{_repeats(tc)} {metrics.get("train_seconds", "?")} s on the machine below.
+{training}
 
 ## Metrics on the held-out, deduplicated test splits (per source, at the shipped thresholds)
 {metrics_tables(metrics.get("test", {}))}
@@ -162,7 +199,7 @@ Training: {tc.get("epochs")} epochs, batch {tc.get("batch_size")}, lr {tc.get("l
 ## How to reproduce
 ```
 make install
-{_teacher_first(tc)}{train_cmd}   # about 20-40 min on 2 CPU cores
+{train_cmds}
 .venv/bin/assistant eval redflags --model models/{out.name} --split valid --mode fp32   # per source; the choice criterion
 .venv/bin/assistant eval redflags --model models/{out.name} --split test --mode fp32    # the per-source tables below
 .venv/bin/assistant data convert --source all --split test --out var/eval

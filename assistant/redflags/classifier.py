@@ -235,6 +235,11 @@ class RedFlagClassifier:
         if metrics is not None:
             (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Use (and save) these per-label thresholds, e.g. the ones chosen on validation after training."""
+        self.config.thresholds = {label: float(thresholds[label]) for label in LABELS}
+        self._thresholds = torch.tensor([self.config.thresholds[label] for label in LABELS])
+
     def warm_up(self) -> None:
         """Run one tiny batch so the first real chunk does not pay for lazy initialisation."""
         self.predict([Utterance("hello"), Utterance("thanks", ("hi",))])

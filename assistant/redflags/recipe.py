@@ -6,6 +6,7 @@ validation splits. The model card is written from the measured figures, so it ca
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from assistant.labels import GROUPS, LABELS
+from assistant.redflags.averaging import Ingredient, average
 from assistant.redflags.card import write_model_card
 from assistant.redflags.classifier import RedFlagClassifier
 from assistant.redflags.data import SOURCES, Example, cap_examples, load_corpus
 from assistant.redflags.metrics import decision_scores
-from assistant.redflags.training import TrainConfig, predict_probs, train
+from assistant.redflags.training import TrainConfig, choose_thresholds, predict_probs, train
 
 # Per-source caps per split keep a CPU training run near 15 minutes while every source is represented.
 DEFAULT_CAPS: dict[str, int] = {
@@ -161,6 +163,55 @@ def run_training(
     }
     clf.config.training = {**asdict(cfg), "caps": caps or DEFAULT_CAPS, "sources": list(sources or [])}
     return TrainingRun(clf, metrics, time.perf_counter() - t0)
+
+
+def run_average(
+    data_dir: Path,
+    ingredients: Sequence[Ingredient],
+    *,
+    limit: int | None = None,
+    progress: bool = True,
+) -> TrainingRun:
+    """Average the ingredients' weights, choose thresholds on valid, score every test split (as a training run)."""
+    t0 = time.perf_counter()
+    names = [str(i.path) for i in ingredients]
+    models = [RedFlagClassifier.load(i.path) for i in ingredients]
+    clf = average(models, [i.weight for i in ingredients], names)
+    # The first ingredient's data (sources, caps, seed): the card's row counts; validation and test rows are
+    # never capped, so every ingredient was chosen and scored on these.
+    first = models[0].config.training
+    splits = training_splits(
+        data_dir,
+        sources=first.get("sources") or None,
+        caps=first.get("caps") or DEFAULT_CAPS,
+        seed=int(first.get("seed", 13)),
+    )
+    if limit is not None:
+        splits = {k: v[:limit] for k, v in splits.items()}
+    clf.set_thresholds(choose_thresholds(clf, splits["valid"], progress=progress))
+    counts = Counter(f"{e.source}/{e.split}" for part in splits.values() for e in part)
+    metrics = {
+        "test": source_metrics(clf, splits["test"], progress=progress),
+        "rows": {k: len(v) for k, v in splits.items()},
+        "rows_per_source": dict(sorted(counts.items())),
+        "thresholds": clf.config.thresholds,
+        "averaged": [
+            {
+                "model": a["model"],
+                "share": a["share"],
+                "train_config": _saved_metrics(i.path).get("train_config", a["training"]),
+                "train_seconds": _saved_metrics(i.path).get("train_seconds"),
+            }
+            for a, i in zip(clf.config.training["averaged"], ingredients, strict=True)
+        ],
+    }
+    return TrainingRun(clf, metrics, time.perf_counter() - t0)
+
+
+def _saved_metrics(path: Path) -> dict[str, Any]:
+    """A trained model's metrics.json (its recipe and training time), or {} where it has none."""
+    file = path / "metrics.json"
+    return dict(json.loads(file.read_text())) if file.exists() else {}
 
 
 def save_run(run: TrainingRun, out: Path) -> None:

@@ -213,10 +213,9 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, running)
     net.eval()
-    _round_to_half_precision(net)
+    round_to_half_precision(net)
     if valid_examples:
-        clf.config.thresholds = choose_thresholds(clf, valid_examples, progress=progress)
-        clf._thresholds = torch.tensor([clf.config.thresholds[label] for label in LABELS])
+        clf.set_thresholds(choose_thresholds(clf, valid_examples, progress=progress))
     return clf
 
 
@@ -280,7 +279,7 @@ def _trunk_cache(
     return cache
 
 
-def _round_to_half_precision(net: RedFlagNet) -> None:
+def round_to_half_precision(net: RedFlagNet) -> None:
     """Round the tuned weights to float16 values, the precision they are saved in, before evaluating."""
     with torch.no_grad():
         for p in net.tuned_parameters():

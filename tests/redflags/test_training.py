@@ -36,15 +36,15 @@ TINY = [
 
 def tiny_cfg(**changes: Any) -> TrainConfig:
     """The recipe that overfits TINY in a few seconds, with ``changes``."""
-    return TrainConfig(
-        epochs=10,
-        batch_size=9,
-        lr=3e-4,
-        head_lr=1e-2,
-        asr_style_prob=0.0,
-        seed=7,
-        **changes,
-    )
+    recipe: dict[str, Any] = {
+        "epochs": 10,
+        "batch_size": 9,
+        "lr": 3e-4,
+        "head_lr": 1e-2,
+        "asr_style_prob": 0.0,
+        "seed": 7,
+    }
+    return TrainConfig(**{**recipe, **changes})
 
 
 @pytest.fixture(scope="module")
