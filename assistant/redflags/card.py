@@ -128,7 +128,15 @@ def _training_section(out: Path, metrics: dict[str, Any]) -> tuple[str, str]:
         "(`assistant train average`, `assistant/redflags/averaging.py`), thresholds chosen again on the validation "
         f"splits:\n{items}"
     )
-    teachers = "".join(dict.fromkeys(_teacher_first(a.get("train_config", {})) for a in averaged))
+    # A teacher that is itself one of the averaged models is trained on an earlier line of the block.
+    models = {a["model"] for a in averaged}
+    teachers = "".join(
+        dict.fromkeys(
+            _teacher_first(tc)
+            for a in averaged
+            if (tc := a.get("train_config", {})).get("teacher") not in models
+        )
+    )
     runs = "\n".join(
         f"{_train_command(a['model'], a.get('train_config', {}))}   # about 20-40 min on 2 CPU cores"
         for a in averaged
