@@ -13,6 +13,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,13 +102,13 @@ def average(
     net.eval()
     # Saved as float16 (RedFlagClassifier.save): rounded now, so the thresholds chosen next are the saved model's.
     round_to_half_precision(net)
-    config = replace(
-        copy.deepcopy(models[0].config),
-        training={
-            "averaged": [
-                {"model": name, "share": round(share, 4), "training": m.config.training}
-                for name, share, m in zip(names, shares, models, strict=True)
-            ]
-        },
-    )
+    # The first model's data (sources, caps, seed) is what `assistant eval` scores the average on and trains its
+    # TF-IDF baseline on, as for a trained model.
+    first = models[0].config.training
+    training: dict[str, Any] = {key: first[key] for key in ("sources", "caps", "seed") if key in first}
+    training["averaged"] = [
+        {"model": name, "share": round(share, 4), "training": m.config.training}
+        for name, share, m in zip(names, shares, models, strict=True)
+    ]
+    config = replace(copy.deepcopy(models[0].config), training=training)
     return RedFlagClassifier(net, models[0].tokenizer, config)

@@ -52,6 +52,9 @@ def test_the_average_is_the_weighted_mean_of_the_tuned_weights(pair: tuple[Path,
         assert torch.allclose(ss[key], (0.25 * sa[key] + 0.75 * sb[key]).half().float(), atol=1e-3), key
     assert any(not torch.equal(ss[k], sa[k]) for k in sa) and any(not torch.equal(ss[k], sb[k]) for k in sb)
     assert [x["share"] for x in soup.config.training["averaged"]] == [0.25, 0.75]
+    assert (
+        soup.config.training["sources"] == ["written"] and soup.config.training["seed"] == 7
+    )  # the first's data
     assert all(torch.equal(a.net.tuned_state_dict()[k], sa[k]) for k in sa)  # the ingredients are untouched
 
 
