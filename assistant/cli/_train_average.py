@@ -39,8 +39,6 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.redflags.recipe import run_average, save_run
 
     ingredients = [parse_ingredient(spec) for spec in args.models]
-    if len(ingredients) < 2:
-        raise InvalidInputError("give at least two model folders to average")
     if args.out.resolve() in {i.path.resolve() for i in ingredients}:
         raise InvalidInputError(
             f"--out {args.out} is one of the models averaged: write the average elsewhere"

@@ -152,15 +152,8 @@ def run_training(
     splits = training_splits(data_dir, sources=sources, caps=caps, seed=cfg.seed)
     if limit is not None:
         splits = {k: v[:limit] for k, v in splits.items()}
-    counts = Counter(f"{e.source}/{e.split}" for part in splits.values() for e in part)
     clf = train(splits["train"], splits["valid"], cfg, progress=progress)
-    metrics = {
-        "test": source_metrics(clf, splits["test"], progress=progress),
-        "rows": {k: len(v) for k, v in splits.items()},
-        "rows_per_source": dict(sorted(counts.items())),
-        "thresholds": clf.config.thresholds,
-        "train_config": asdict(cfg),
-    }
+    metrics = {**_scored(clf, splits, progress=progress), "train_config": asdict(cfg)}
     clf.config.training = {**asdict(cfg), "caps": caps or DEFAULT_CAPS, "sources": list(sources or [])}
     return TrainingRun(clf, metrics, time.perf_counter() - t0)
 
@@ -174,38 +167,42 @@ def run_average(
 ) -> TrainingRun:
     """Average the ingredients' weights, choose thresholds on valid, score every test split (as a training run)."""
     t0 = time.perf_counter()
-    names = [str(i.path) for i in ingredients]
     models = [RedFlagClassifier.load(i.path) for i in ingredients]
-    clf = average(models, [i.weight for i in ingredients], names)
-    # The first ingredient's data (sources, caps, seed): the card's row counts; validation and test rows are
-    # never capped, so every ingredient was chosen and scored on these.
-    first = models[0].config.training
+    clf = average(models, [i.weight for i in ingredients], [str(i.path) for i in ingredients])
+    # The first ingredient's data (``average`` keeps its sources, caps and seed): the card's row counts;
+    # validation and test rows are never capped, so every ingredient was chosen and scored on these.
+    data = clf.config.training
     splits = training_splits(
-        data_dir,
-        sources=first.get("sources") or None,
-        caps=first.get("caps") or DEFAULT_CAPS,
-        seed=int(first.get("seed", 13)),
+        data_dir, sources=data.get("sources") or None, caps=data.get("caps"), seed=int(data.get("seed", 13))
     )
     if limit is not None:
         splits = {k: v[:limit] for k, v in splits.items()}
     clf.set_thresholds(choose_thresholds(clf, splits["valid"], progress=progress))
-    counts = Counter(f"{e.source}/{e.split}" for part in splits.values() for e in part)
+    recipes = [_saved_metrics(i.path) for i in ingredients]
     metrics = {
-        "test": source_metrics(clf, splits["test"], progress=progress),
-        "rows": {k: len(v) for k, v in splits.items()},
-        "rows_per_source": dict(sorted(counts.items())),
-        "thresholds": clf.config.thresholds,
+        **_scored(clf, splits, progress=progress),
         "averaged": [
             {
                 "model": a["model"],
                 "share": a["share"],
-                "train_config": _saved_metrics(i.path).get("train_config", a["training"]),
-                "train_seconds": _saved_metrics(i.path).get("train_seconds"),
+                "train_config": saved.get("train_config", a["training"]),
+                "train_seconds": saved.get("train_seconds"),
             }
-            for a, i in zip(clf.config.training["averaged"], ingredients, strict=True)
+            for a, saved in zip(data["averaged"], recipes, strict=True)
         ],
     }
     return TrainingRun(clf, metrics, time.perf_counter() - t0)
+
+
+def _scored(clf: RedFlagClassifier, splits: dict[str, list[Example]], *, progress: bool) -> dict[str, Any]:
+    """What a run's metrics.json holds for any model: every test split scored, row counts, thresholds."""
+    counts = Counter(f"{e.source}/{e.split}" for part in splits.values() for e in part)
+    return {
+        "test": source_metrics(clf, splits["test"], progress=progress),
+        "rows": {k: len(v) for k, v in splits.items()},
+        "rows_per_source": dict(sorted(counts.items())),
+        "thresholds": clf.config.thresholds,
+    }
 
 
 def _saved_metrics(path: Path) -> dict[str, Any]:
