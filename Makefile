@@ -63,9 +63,9 @@ bench: install
 # The shipped full model (models/redflags/MODEL_CARD.md, "How to reproduce"): a model without a teacher, one distilled
 # from it, and their weight average; about an hour on 2 CPU cores.
 train: install
-	$(BIN)/assistant train redflags --out var/redflags-v13 --head-pooling gated
-	$(BIN)/assistant train redflags --out var/redflags-v15 --head-pooling gated --teacher var/redflags-v13 --distill-weight 0.25
-	$(BIN)/assistant train average --out models/redflags var/redflags-v13 var/redflags-v15
+	$(BIN)/assistant train redflags --out var/redflags-v18 --head-pooling gated
+	$(BIN)/assistant train redflags --out var/redflags-v19 --head-pooling gated --teacher var/redflags-v18 --distill-weight 0.25
+	$(BIN)/assistant train average --out models/redflags var/redflags-v18 var/redflags-v19
 
 # The fast model that CPUs without bf16 units run (ASSISTANT_REDFLAG_MODEL=auto): 3 layers, distilled from models/redflags.
 train-fast: install
