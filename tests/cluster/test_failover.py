@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.redis, pytest.mark.postgres, pyte
 @pytest.fixture
 def env(postgres_server: PostgresServer, tmp_path: Path) -> Any:
     """A fresh Redis and a fresh PostgreSQL database for each test's workers."""
+    if not RedisServer.available():  # postgres_server skips by itself when PostgreSQL is missing
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
     with RedisServer(tmp_path / "redis") as redis:
         yield worker_env(redis.url, fresh_database(postgres_server))
 
