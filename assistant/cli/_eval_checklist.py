@@ -131,11 +131,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _tfidf(clf: Any, settings: Any, tfidf_cls: Any) -> Any:
     """The TF-IDF baseline trained on exactly the model's training data (sources, per-source caps, seed)."""
-    from assistant.redflags.recipe import training_splits
+    from assistant.redflags.recipe import model_splits
 
-    trained_on = clf.config.training
-    seed = int(trained_on.get("seed", 13))
-    data = training_splits(
-        settings.data_dir, sources=trained_on.get("sources") or None, caps=trained_on.get("caps"), seed=seed
-    )
-    return tfidf_cls(seed=seed).fit(data["train"], data["valid"])
+    data = model_splits(clf, settings.data_dir)
+    return tfidf_cls(seed=int(clf.config.training.get("seed", 13))).fit(data["train"], data["valid"])

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.eval.redflags import ModelScorer, evaluate, measure_latency
     from assistant.redflags.classifier import RedFlagClassifier
     from assistant.redflags.data import read_eval_jsonl
-    from assistant.redflags.recipe import training_splits
+    from assistant.redflags.recipe import model_splits
 
     settings = get_settings()
     if args.split:
@@ -77,13 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_baselines:
         seed = int(clf.config.training.get("seed", 13))
         # The baseline learns from exactly the model's training data: its sources, per-source caps and seed.
-        trained_on = clf.config.training
-        data = training_splits(
-            settings.data_dir,
-            sources=trained_on.get("sources") or None,
-            caps=trained_on.get("caps"),
-            seed=seed,
-        )
+        data = model_splits(clf, settings.data_dir)
         train, valid = data["train"], data["valid"]
         baselines = [ProfanityCheck(), TfidfLogReg(seed=seed).fit(train, valid)]
     report = evaluate(texts, contexts, labels, ModelScorer(clf, progress=True), baselines)
@@ -146,20 +140,14 @@ def _fmt(value: float | None) -> str:
 
 def _run_split(args: argparse.Namespace) -> int:
     from assistant.redflags.classifier import RedFlagClassifier
-    from assistant.redflags.recipe import source_metrics, target_f1s, target_mean_f1, training_splits
+    from assistant.redflags.recipe import model_splits, source_metrics, target_f1s, target_mean_f1
 
     settings = get_settings()
     model_path = args.model or settings.redflag_model_path()
     clf = RedFlagClassifier.load(
         model_path, device=args.device or settings.device, mode=args.mode or settings.inference_mode
     )
-    trained_on = clf.config.training
-    rows = training_splits(
-        settings.data_dir,
-        sources=trained_on.get("sources") or None,
-        caps=trained_on.get("caps"),
-        seed=int(trained_on.get("seed", 13)),
-    )[args.split]
+    rows = model_splits(clf, settings.data_dir)[args.split]
     per_source = source_metrics(clf, rows, progress=True)
     report: dict[str, Any] = {
         "split": args.split,

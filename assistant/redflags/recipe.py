@@ -115,6 +115,14 @@ def source_metrics(
     return out
 
 
+def model_splits(clf: RedFlagClassifier, data_dir: Path) -> dict[str, list[Example]]:
+    """The splits ``clf`` was trained, chosen and scored on: its saved sources, per-source caps and seed."""
+    data = clf.config.training
+    return training_splits(
+        data_dir, sources=data.get("sources") or None, caps=data.get("caps"), seed=int(data.get("seed", 13))
+    )
+
+
 def training_splits(
     data_dir: Path,
     *,
@@ -171,10 +179,7 @@ def run_average(
     clf = average(models, [i.weight for i in ingredients], [str(i.path) for i in ingredients])
     # The first ingredient's data (``average`` keeps its sources, caps and seed): the card's row counts;
     # validation and test rows are never capped, so every ingredient was chosen and scored on these.
-    data = clf.config.training
-    splits = training_splits(
-        data_dir, sources=data.get("sources") or None, caps=data.get("caps"), seed=int(data.get("seed", 13))
-    )
+    splits = model_splits(clf, data_dir)
     if limit is not None:
         splits = {k: v[:limit] for k, v in splits.items()}
     clf.set_thresholds(choose_thresholds(clf, splits["valid"], progress=progress))
@@ -188,7 +193,7 @@ def run_average(
                 "train_config": saved.get("train_config", a["training"]),
                 "train_seconds": saved.get("train_seconds"),
             }
-            for a, saved in zip(data["averaged"], recipes, strict=True)
+            for a, saved in zip(clf.config.training["averaged"], recipes, strict=True)
         ],
     }
     return TrainingRun(clf, metrics, time.perf_counter() - t0)

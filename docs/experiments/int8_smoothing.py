@@ -28,7 +28,7 @@ import torch
 
 import assistant.precision as precision
 from assistant.redflags.classifier import RedFlagClassifier
-from assistant.redflags.recipe import training_splits
+from assistant.redflags.recipe import model_splits
 from assistant.settings import get_settings
 from assistant.types import Utterance
 
@@ -53,13 +53,7 @@ def input_maxima(model: Path, n_rows: int) -> dict[str, torch.Tensor]:
     """Per Linear, the largest |input| per channel over ``n_rows`` random training rows (fp32)."""
     settings = get_settings()
     clf = RedFlagClassifier.load(model, mode="fp32")
-    trained = clf.config.training
-    train = training_splits(
-        settings.data_dir,
-        sources=trained.get("sources") or None,
-        caps=trained.get("caps"),
-        seed=int(trained.get("seed", 13)),
-    )["train"]
+    train = model_splits(clf, settings.data_dir)["train"]
     rows = [train[i] for i in np.random.default_rng(0).choice(len(train), n_rows, replace=False)]
     maxima: dict[str, torch.Tensor] = {}
 

@@ -19,7 +19,7 @@ import numpy as np
 from assistant.labels import GROUPS, LABELS
 from assistant.redflags.classifier import RedFlagClassifier
 from assistant.redflags.metrics import best_threshold, source_weights
-from assistant.redflags.recipe import TARGET_PAIRS, training_splits
+from assistant.redflags.recipe import TARGET_PAIRS, model_splits
 from assistant.redflags.training import predict_probs
 from assistant.settings import get_settings
 
@@ -33,13 +33,7 @@ class Validation:
     def __init__(self, model: Path) -> None:
         settings = get_settings()
         clf = RedFlagClassifier.load(model, mode="fp32")
-        trained = clf.config.training
-        rows = training_splits(
-            settings.data_dir,
-            sources=trained.get("sources") or None,
-            caps=trained.get("caps"),
-            seed=int(trained.get("seed", 13)),
-        )["valid"]
+        rows = model_splits(clf, settings.data_dir)["valid"]
         self.probs = predict_probs(clf, rows, progress=True)
         self.source = np.array([r.source for r in rows])
         self.decided = np.array([[label in r.known or label in r.labels for label in LABELS] for r in rows])
