@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,10 +30,43 @@ class ServiceUnavailable(AssistantError):
     """A server binary is not installed, or the server did not start (the message says which and why)."""
 
 
-def free_port() -> int:
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    """The first port the kernel gives outgoing connections (Linux: ip_local_port_range, default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on ``port`` now (bound as uvicorn and the servers bind: SO_REUSEADDR)."""
     with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(run: int = 1) -> int:
+    """A port to start a server on (the first of ``run`` consecutive ones), below the ephemeral range and not
+    handed out before by this process.
+
+    Why not the kernel's pick (bind to port 0): that port is in the ephemeral range, where any outgoing
+    connection may take it between this call and the server's bind ("address already in use", seen in CI).
+    """
+    top = min(_ephemeral_start(), 65_536) - run
+    for _ in range(200):
+        first = random.randint(20_000 if top > 21_000 else 1_024, top)  # above the well-known ports
+        ports = range(first, first + run)
+        if not _HANDED_OUT.intersection(ports) and all(port_free(p) for p in ports):
+            _HANDED_OUT.update(ports)
+            return first
+    raise ServiceUnavailable(f"no run of {run} free ports below {top + run}; free some or widen the range")
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> int | None:

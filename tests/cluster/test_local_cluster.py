@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +22,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 DOCS_NGINX = Path(__file__).resolve().parents[2] / "docs" / "nginx.conf"
 
 
-def _free_run(n: int) -> int:
-    """A first port with the n ports from it free (the workers' ports follow each other)."""
-    for _ in range(50):
-        first = random.randint(20_000, 40_000)
-        if not any(port_open(first + i) for i in range(n)):
-            return first
-    raise RuntimeError("no run of free ports")
-
-
 def test_docs_nginx_conf_is_the_generated_config_and_nginx_accepts_it(tmp_path: Path) -> None:
     assert DOCS_NGINX.read_text() == nginx_config([8001, 8002], listen=8080)
     if NginxServer.binary() is None:
@@ -44,7 +34,7 @@ def cluster(postgres_workdir: Path) -> Iterator[LocalCluster]:
     if not (RedisServer.available() and PostgresServer.available() and NginxServer.binary()):
         pytest.skip("needs redis-server, postgresql and nginx (make cluster-services)")
     ports = ClusterPorts(
-        redis=free_port(), postgres=free_port(), first_worker=_free_run(2), proxy=free_port()
+        redis=free_port(), postgres=free_port(), first_worker=free_port(2), proxy=free_port()
     )
     c = LocalCluster(postgres_workdir, workers=2, ports=ports, fake_models=True)
     c.start()
@@ -100,7 +90,7 @@ def test_a_call_through_nginx_reaches_sidebars_and_supervisors_on_every_worker(c
 def test_stop_leaves_nothing_running(postgres_workdir: Path) -> None:
     if not (RedisServer.available() and PostgresServer.available()):
         pytest.skip("needs redis-server and postgresql (make cluster-services)")
-    ports = ClusterPorts(redis=free_port(), postgres=free_port(), first_worker=_free_run(1), proxy=0)
+    ports = ClusterPorts(redis=free_port(), postgres=free_port(), first_worker=free_port(), proxy=0)
     c = LocalCluster(postgres_workdir, workers=1, ports=ports, fake_models=True)
     c.start()
     assert all(port_open(p) for p in (ports.redis, ports.postgres, ports.first_worker))
