@@ -24,6 +24,10 @@ FULL_REDFLAG_MODEL = "redflags"
 FAST_REDFLAG_MODEL = "redflags-fast"  # models/redflags-fast/MODEL_CARD.md
 BASE_ENCODER_LAYERS = 6  # all-MiniLM-L6-v2
 FAST_QUERY_ENCODER_LAYERS = 4  # the retrieval encoder's layers where the fast red-flag model runs
+RETRIEVAL_MODEL_DIR = (
+    "retrieval"  # models/retrieval: what the retrieval encoder ships beside the base weights
+)
+INT8_CALIBRATION_FILE = "int8_calibration.safetensors"  # beside a model's weights (assistant.precision)
 
 
 class Settings(BaseSettings):
@@ -57,7 +61,8 @@ class Settings(BaseSettings):
     query_encoder_layers: int = Field(
         default=0, ge=0, le=BASE_ENCODER_LAYERS, description="0: auto (6 with bf16 units or a GPU, else 4)"
     )
-    # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else fp32; fp32 on a GPU (precision.py).
+    # auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else smoothed int8 (fp32 for a model without an int8
+    # calibration); fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
     # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.
@@ -237,6 +242,10 @@ class Settings(BaseSettings):
                 name = FULL_REDFLAG_MODEL
         p = Path(name)
         return p if p.is_absolute() else self.models_dir / p
+
+    def retrieval_int8_calibration_path(self) -> Path:
+        """The retrieval encoder's int8 calibration (``assistant calibrate retrieval`` writes it)."""
+        return self.models_dir / RETRIEVAL_MODEL_DIR / INT8_CALIBRATION_FILE
 
     def retrieval_encoder_layers(self) -> int:
         """The retrieval encoder's layers (``query_encoder_layers``, with 0 = auto resolved)."""

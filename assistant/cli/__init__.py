@@ -21,6 +21,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from assistant.cli import (
         _analyze,
         _bench,
+        _calibrate,
         _cluster,
         _data,
         _eval,
@@ -38,7 +39,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_serve, _cluster, _analyze, _replay, _report, _train, _data, _kb, _eval, _bench, _token):
+    for module in (
+        _serve,
+        _cluster,
+        _analyze,
+        _replay,
+        _report,
+        _train,
+        _data,
+        _kb,
+        _eval,
+        _bench,
+        _calibrate,
+        _token,
+    ):
         module.register(sub)
     return parser
 

@@ -73,7 +73,9 @@ def _run(args: argparse.Namespace) -> int:
     embedder = SentenceEmbedder(device=args.device or settings.device, layers=retrieval_layers(settings))
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
-    embedder.set_query_precision(args.mode, torchscript=settings.torchscript)  # as the service runs it
+    embedder.set_query_precision(  # as the service runs it
+        args.mode, torchscript=settings.torchscript, calibration=settings.retrieval_int8_calibration_path()
+    )
     unknown = sorted({r for ex in examples for r in ex.relevant} - set(index.procedures))
     if unknown:
         print(f"warning: relevant ids not in the knowledge base: {', '.join(unknown)}")
@@ -85,9 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     report["data"] = str(args.data)
     report["passages"] = len(index.passages)
     report["mode"] = args.mode
+    report["precision"] = embedder.query_precision
     report["encoder_layers"] = embedder.layers or BASE_ENCODER_LAYERS
     print(format_table(report))
-    print(f"encoder: {report['encoder_layers']} of {BASE_ENCODER_LAYERS} layers, queries in {args.mode}")
+    print(
+        f"encoder: {report['encoder_layers']} of {BASE_ENCODER_LAYERS} layers, queries in {args.mode} ({embedder.query_precision})"
+    )
     if args.bench_passages > 0:
         import tempfile
 

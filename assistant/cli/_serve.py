@@ -67,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if not settings.use_fake_models:
         print(f"red-flag model: {model_choice(settings)}", flush=True)
         print(f"retrieval encoder: {encoder_choice(settings)}", flush=True)
+        print(f"inference precision: {precision_choice(settings)}", flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -129,6 +130,20 @@ def model_choice(settings: Settings) -> str:
     if settings.redflag_model != "auto":
         return str(path)
     return f"{path} (auto: {_why(path.name != FAST_REDFLAG_MODEL)}; ASSISTANT_REDFLAG_MODEL names another)"
+
+
+def precision_choice(settings: Settings) -> str:
+    """The precision both encoders run at, and why when ``auto`` chose it (assistant.precision)."""
+    import torch
+
+    from assistant import precision
+
+    cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+    chosen = precision.resolve(settings.inference_mode, torch.device("cuda" if cuda else "cpu"))
+    if settings.inference_mode != "auto":
+        return chosen
+    why = "a GPU" if cuda else _why(chosen == "bf16")
+    return f"{chosen} (auto: {why}; ASSISTANT_INFERENCE_MODE sets another)"
 
 
 def _why(full_cost_fits: bool) -> str:

@@ -485,7 +485,11 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
     advisor = KnowledgeAdvisor(settings, embedder)
     advisor.warm_up()
     # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.
-    embedder.set_query_precision(settings.inference_mode, torchscript=settings.torchscript)
+    embedder.set_query_precision(
+        settings.inference_mode,
+        torchscript=settings.torchscript,
+        calibration=settings.retrieval_int8_calibration_path(),
+    )
     return advisor
 
 

@@ -135,12 +135,16 @@ class SentenceEmbedder:
             self._model[0].auto_model.config.num_hidden_layers = self.layers
         self.encode(["warm up"])
 
-    def set_query_precision(self, mode: str, *, torchscript: bool = False) -> None:
+    def set_query_precision(
+        self, mode: str, *, torchscript: bool = False, calibration: Path | None = None
+    ) -> None:
         """Encode live queries in ``mode`` (``fp32``, ``int8``, ``bf16`` or ``auto``, see assistant.precision).
 
         Call it after the index is built: passages stay fp32 embeddings, only queries change precision.
-        Its effect on retrieval is measured by ``assistant eval retrieval --mode``. With ``torchscript`` the
-        query encoder runs as a frozen trace (``assistant.precision.trace``).
+        int8 reads the encoder's int8 ``calibration`` (``write_int8_calibration``); where ``auto`` chose int8
+        and it is missing, queries run fp32 with a warning. Its effect on retrieval is measured by
+        ``assistant eval retrieval --mode``. With ``torchscript`` the query encoder runs as a frozen trace
+        (``assistant.precision.trace``).
         """
         import torch
 
@@ -152,7 +156,15 @@ class SentenceEmbedder:
             chosen = precision.resolve(mode, torch.device(str(self._model.device)))
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
-        self._queries = precision.convert(self._model, chosen)
+        int8 = None
+        if chosen == "int8":
+            int8 = self._int8_calibration(mode, calibration)
+            if int8 is None:
+                chosen = "fp32"
+        try:
+            self._queries = precision.convert(self._model, chosen, int8)
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
         self.query_precision = chosen
         self._traced = None
         if torchscript:
@@ -161,6 +173,55 @@ class SentenceEmbedder:
                 _last_hidden(self._queries[0].auto_model),
                 (f["input_ids"], f["attention_mask"], f["token_type_ids"]),
             )
+
+    def _int8_calibration(self, mode: str, path: Path | None) -> Any:
+        """The int8 calibration at ``path`` for these weights; None (fp32, warned) when ``auto`` chose int8."""
+        from assistant import precision
+
+        fix = "assistant calibrate retrieval"
+        try:
+            if path is None:
+                raise precision.CalibrationError("no int8 calibration file was given for the query encoder")
+            return precision.Int8Calibration.load(path, weights=self.weights_digest())
+        except precision.CalibrationError as e:
+            if mode == "int8":
+                raise ModelLoadError(f"{e} (`{fix}`)") from e
+            logger.warning(
+                "no usable int8 calibration: live queries run fp32, about twice int8's time per query",
+                extra={"reason": str(e), "fix": fix},
+            )
+            return None
+
+    def weights_digest(self) -> str:
+        """sha256 of the encoder's weights file: what an int8 calibration of this encoder is tied to."""
+        return weights_fingerprint(self.path)
+
+    def write_int8_calibration(self, texts: Sequence[str], out: Path) -> Path:
+        """Measure the int8 calibration of this encoder's fp32 weights on ``texts`` and save it at ``out``.
+
+        Measure with every layer (``layers=None``): a calibration of six layers serves the four-layer query
+        encoder too. Raises ValueError when ``texts`` is empty.
+        """
+        from assistant import precision
+
+        if not texts:
+            raise ValueError("int8 calibration needs at least one text")
+        if self._model is None:
+            self.warm_up()
+        if self._queries is not None:
+            raise ModelLoadError(
+                "calibrate an fp32 embedder (one on which set_query_precision was not called)"
+            )
+
+        def run() -> int:
+            for start in range(0, len(texts), 32):
+                self._encode_direct(texts[start : start + 32])
+            return len(texts)
+
+        calibration = precision.measure_int8_calibration(self._model, run, weights=self.weights_digest())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        calibration.save(out)
+        return out
 
     def _query_model(self) -> Any:
         return self._model if self._queries is None else self._queries

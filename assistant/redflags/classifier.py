@@ -118,6 +118,7 @@ class RedFlagClassifier:
         device: torch.device | None = None,
         mode: str = "fp32",
         torchscript: bool = False,
+        int8_calibration: precision.Int8Calibration | None = None,
     ) -> None:
         if config.labels != list(LABELS):
             raise ModelLoadError(
@@ -132,7 +133,10 @@ class RedFlagClassifier:
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
         # Other precisions keep only their converted copy; ``save`` (training) needs fp32.
-        self.net = precision.convert(net.to(self.device).eval(), self.precision)
+        try:
+            self.net = precision.convert(net.to(self.device).eval(), self.precision, int8_calibration)
+        except ValueError as e:  # int8 without (or with a mismatched) calibration
+            raise ModelLoadError(str(e)) from e
         # Tokenizing is guarded (a shared fast tokenizer may raise "Already borrowed" across threads); passes
         # are not: the service's red-flag batcher may run several worker threads side by side.
         self._tokenizer_lock = threading.Lock()
@@ -214,7 +218,17 @@ class RedFlagClassifier:
             )
         net.load_state_dict(state, strict=False)
         tokenizer = AutoTokenizer.from_pretrained(str(base))
-        return cls(net, tokenizer, config, device=resolve_device(device), mode=mode, torchscript=torchscript)
+        torch_device = resolve_device(device)
+        mode, calibration = _int8_calibration(path, mode, torch_device)
+        return cls(
+            net,
+            tokenizer,
+            config,
+            device=torch_device,
+            mode=mode,
+            torchscript=torchscript,
+            int8_calibration=calibration,
+        )
 
     def save(self, path: Path, *, metrics: dict[str, Any] | None = None) -> None:
         """Write config, tuned weights (and metrics) to ``path``; the base encoder is not copied."""
@@ -373,6 +387,56 @@ def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     while end < len(text) and text[end].isalnum():
         end += 1
     return start, end
+
+
+def _int8_calibration(
+    path: Path, mode: str, device: torch.device
+) -> tuple[str, precision.Int8Calibration | None]:
+    """The mode to load ``path`` in and, for int8, its calibration. ``auto`` runs fp32 (and says so) where
+    int8 was its choice but the model has no usable calibration; an explicit ``int8`` fails instead."""
+    try:
+        if precision.resolve(mode, device) != "int8":
+            return mode, None
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from e
+    try:
+        return mode, precision.Int8Calibration.load(
+            path / precision.CALIBRATION_FILE, weights=precision.weights_digest(path / WEIGHTS_FILE)
+        )
+    except precision.CalibrationError as e:
+        if mode == "int8":
+            raise ModelLoadError(f"{e} (`assistant calibrate redflags --model {path}`)") from e
+        logger.warning(
+            "no usable int8 calibration: the red-flag model runs fp32, about twice int8's time per utterance",
+            extra={
+                "model": str(path),
+                "reason": str(e),
+                "fix": f"assistant calibrate redflags --model {path}",
+            },
+        )
+        return "fp32", None
+
+
+def write_int8_calibration(path: Path, utterances: list[Utterance], *, batch_size: int = 32) -> Path:
+    """Measure the int8 calibration of the model at ``path`` on ``utterances`` (fp32) and save it beside it.
+
+    Raises ModelLoadError when there is no model at ``path``, ValueError when ``utterances`` is empty.
+    """
+    if not utterances:
+        raise ValueError("int8 calibration needs at least one utterance")
+    clf = RedFlagClassifier.load(path, mode="fp32")  # eager: the hooks see every Linear's input
+
+    def run() -> int:
+        for start in range(0, len(utterances), batch_size):
+            clf.probabilities(utterances[start : start + batch_size])
+        return len(utterances)
+
+    calibration = precision.measure_int8_calibration(
+        clf.net, run, weights=precision.weights_digest(path / WEIGHTS_FILE)
+    )
+    out = path / precision.CALIBRATION_FILE
+    calibration.save(out)
+    return out
 
 
 def load_classifier(

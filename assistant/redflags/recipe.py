@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ import numpy as np
 from assistant.labels import GROUPS, LABELS
 from assistant.redflags.averaging import Ingredient, average
 from assistant.redflags.card import write_model_card
-from assistant.redflags.classifier import RedFlagClassifier
+from assistant.redflags.classifier import RedFlagClassifier, write_int8_calibration
 from assistant.redflags.data import SOURCES, Example, cap_examples, load_corpus
 from assistant.redflags.metrics import decision_scores
 from assistant.redflags.training import TrainConfig, choose_thresholds, predict_probs, train
+from assistant.types import Utterance
 
 # Per-source caps per split keep a CPU training run near 15 minutes while every source is represented.
 DEFAULT_CAPS: dict[str, int] = {
@@ -39,6 +40,8 @@ DEFAULT_CAPS: dict[str, int] = {
     "airline": 2500,
     "written": 100_000,
 }
+# Rows the int8 calibration sees: 800 random training rows gave the validation figures in docs/benchmarks.md.
+INT8_CALIBRATION_ROWS = 800
 
 
 # The (source, label or group) pairs the red-flag issues set targets for: the model choice criterion is the mean
@@ -77,6 +80,8 @@ class TrainingRun:
     classifier: RedFlagClassifier
     metrics: dict[str, Any]
     seconds: float
+    # Training rows the int8 calibration is measured on when the run is saved (``calibration_rows``).
+    calibration: list[Example] = field(default_factory=list)
 
 
 def source_metrics(
@@ -163,7 +168,7 @@ def run_training(
     clf = train(splits["train"], splits["valid"], cfg, progress=progress)
     metrics = {**_scored(clf, splits, progress=progress), "train_config": asdict(cfg)}
     clf.config.training = {**asdict(cfg), "caps": caps or DEFAULT_CAPS, "sources": list(sources or [])}
-    return TrainingRun(clf, metrics, time.perf_counter() - t0)
+    return TrainingRun(clf, metrics, time.perf_counter() - t0, calibration_rows(splits["train"]))
 
 
 def run_average(
@@ -196,7 +201,16 @@ def run_average(
             for a, saved in zip(clf.config.training["averaged"], recipes, strict=True)
         ],
     }
-    return TrainingRun(clf, metrics, time.perf_counter() - t0)
+    return TrainingRun(clf, metrics, time.perf_counter() - t0, calibration_rows(splits["train"]))
+
+
+def calibration_rows(
+    train: Sequence[Example], n: int = INT8_CALIBRATION_ROWS, seed: int = 0
+) -> list[Example]:
+    """``n`` training rows drawn at random: what a model's int8 calibration is measured on."""
+    if len(train) <= n:
+        return list(train)
+    return [train[i] for i in np.random.default_rng(seed).choice(len(train), n, replace=False)]
 
 
 def _scored(clf: RedFlagClassifier, splits: dict[str, list[Example]], *, progress: bool) -> dict[str, Any]:
@@ -217,6 +231,9 @@ def _saved_metrics(path: Path) -> dict[str, Any]:
 
 
 def save_run(run: TrainingRun, out: Path) -> None:
+    """Weights, config, metrics, the model card and (with calibration rows) the int8 calibration."""
     run.metrics["train_seconds"] = round(run.seconds, 1)
     run.classifier.save(out, metrics=run.metrics)
     write_model_card(out, run.classifier.config, run.metrics)
+    if run.calibration:
+        write_int8_calibration(out, [Utterance(e.text, tuple(e.context)) for e in run.calibration])

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from assistant.analysis import suggest_once
+from assistant.errors import ModelLoadError
 from assistant.knowledge.advisor import KnowledgeAdvisor
 from assistant.knowledge.embedder import SentenceEmbedder
 from assistant.knowledge.importer import import_pack
 from assistant.labels import LABELS
-from assistant.settings import load_settings
+from assistant.settings import get_settings, load_settings
 from assistant.types import LabelScore, RedFlagResult
 
 ABCD = load_settings().data_dir / "abcd" / "guidelines.json"
@@ -49,14 +50,29 @@ def test_minilm_done_when_queries(minilm: SentenceEmbedder, tmp_path: Path) -> N
 def test_minilm_int8_queries_stay_close_to_fp32() -> None:
     fp32 = SentenceEmbedder()
     int8 = SentenceEmbedder()
-    int8.set_query_precision("int8")
+    int8.set_query_precision("int8", calibration=get_settings().retrieval_int8_calibration_path())
+    assert int8.query_precision == "int8"
     texts = ["I want a refund for the boots I bought", "get me your manager", "my internet keeps dropping"]
     a, b = fp32.encode(texts), int8.encode(texts)
     cosines = (a * b).sum(axis=1)
-    # int8 moves query vectors a little (measured on the held-out queries: recall@3 unchanged, MRR -0.04),
-    # but each stays far closer to its own fp32 vector than to any other query's.
-    assert (cosines > 0.85).all(), cosines
+    # Smoothed int8 moves query vectors a little (dev queries: fused MRR and recall@3 unchanged, measured),
+    # and each stays far closer to its own fp32 vector than to any other query's.
+    assert (cosines > 0.97).all(), cosines
     assert ((b @ a.T).argmax(axis=1) == [0, 1, 2]).all()
     # int8's activation scale is per batch, so queries run one at a time: a batch equals its rows alone.
     alone = np.vstack([int8.encode([t]) for t in texts])
     assert np.allclose(b, alone, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_int8_queries_need_the_calibration_and_auto_runs_fp32_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant import precision
+
+    emb = SentenceEmbedder()
+    with pytest.raises(ModelLoadError, match="assistant calibrate retrieval"):
+        emb.set_query_precision("int8", calibration=tmp_path / "missing.safetensors")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # auto would choose int8
+    emb.set_query_precision("auto", calibration=None)
+    assert emb.query_precision == "fp32"

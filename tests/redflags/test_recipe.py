@@ -40,6 +40,9 @@ def test_recipe_trains_saves_and_describes_a_tiny_model(tmp_path: Path) -> None:
     )
     assert "first 2 of 6 layers are kept" in card
     reloaded = RedFlagClassifier.load(out)
+    # The run writes the model's int8 calibration too (measured on its training rows), so int8 loads.
+    assert (out / "int8_calibration.safetensors").exists()
+    assert RedFlagClassifier.load(out, mode="int8").precision == "int8"
     assert reloaded.config.trainable_layers == 1 and reloaded.config.encoder_layers == 2
     assert len(reloaded.net.encoder.encoder.layer) == 2
     assert set(reloaded.config.thresholds) == set(metrics["thresholds"])
