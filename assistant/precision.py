@@ -15,9 +15,11 @@ Modes (``ASSISTANT_INFERENCE_MODE``):
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
-- ``auto`` (default): bf16 on a CPU with native bf16 units; int8 on other CPUs (fp32, with a warning, for a
-  model that has no int8 calibration); fp32 on a GPU. A process whose kernels are capped below bf16 units
-  (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``) counts as a CPU without them.
+- ``auto`` (default): bf16 on a CPU with native bf16 units; on other CPUs int8 for the red-flag classifier
+  (fp32, with a warning, for a model that has no int8 calibration) and fp32 for retrieval queries (``resolve``
+  says why); fp32 on a GPU. A process whose kernels are capped below bf16 units (``ONEDNN_MAX_CPU_ISA=AVX2``,
+  ``ATEN_CPU_CAPABILITY=avx2``) counts as a CPU without them. ``ASSISTANT_QUERY_INFERENCE_MODE`` sets the
+  query encoder's mode apart.
 
 Each mode's accuracy is measured, not assumed: ``assistant eval redflags --mode`` and
 ``assistant eval retrieval --mode`` (figures in the README and the model card).
@@ -100,18 +102,24 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve(mode: str, device: torch.device) -> Precision:
+def resolve(mode: str, device: torch.device, *, queries: bool = False) -> Precision:
     """The precision a mode runs at on a device; raises ValueError for a mode the device cannot run.
 
-    ``auto`` gives int8 on a CPU without bf16 units; a loader whose model has no int8 calibration runs it in
-    fp32 instead (``fallback``).
+    ``auto`` on a CPU without bf16 units: int8 for the red-flag classifier (a loader whose model has no int8
+    calibration runs fp32 instead, and warns), fp32 for live retrieval ``queries``. Why not int8 for queries:
+    int8 runs rows one at a time, and under load the query encoder's batches then took so long that
+    suggestions came late (AVX2, 500 calls: p95 850-1,000 ms against 130-260 ms with fp32 batches; the
+    classifier's smaller batches gained: 3.6 instead of 4.9 ms of CPU per red-flag pass; docs/benchmarks.md,
+    session 17).
     """
     if mode not in MODES:
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode == "auto":
         if device.type != "cpu":
             return "fp32"
-        return "bf16" if cpu_has_native_bf16() else "int8"
+        if cpu_has_native_bf16():
+            return "bf16"
+        return "fp32" if queries else "int8"
     if mode == "int8" and device.type != "cpu":
         raise ValueError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
     return mode  # type: ignore[return-value]

@@ -685,11 +685,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 # ---- configurations -----------------------------------------------------------------------------------------
 def optimized_env(
-    *, mode: str, device: str, batch_max_size: int, batch_max_wait_ms: float, torch_threads: int
+    *,
+    mode: str,
+    device: str,
+    batch_max_size: int,
+    batch_max_wait_ms: float,
+    torch_threads: int,
+    query_mode: str = "auto",
 ) -> dict[str, str]:
-    """The service as shipped for load: micro-batching of both encoder passes, the chosen inference mode."""
+    """The service as shipped for load: micro-batching of both encoder passes, the chosen inference modes."""
     return {
         "ASSISTANT_INFERENCE_MODE": mode,
+        "ASSISTANT_QUERY_INFERENCE_MODE": query_mode,
         "ASSISTANT_DEVICE": device,
         "ASSISTANT_BATCH_MAX_SIZE": str(batch_max_size),
         "ASSISTANT_BATCH_MAX_WAIT_MS": str(batch_max_wait_ms),
@@ -703,6 +710,7 @@ def naive_env(*, device: str, torch_threads: int) -> dict[str, str]:
     """One chunk at a time: batch size 1, no batching wait, full fp32 eager models, query encoding unbatched."""
     return {
         "ASSISTANT_INFERENCE_MODE": "fp32",
+        "ASSISTANT_QUERY_INFERENCE_MODE": "fp32",
         "ASSISTANT_TORCHSCRIPT": "false",
         "ASSISTANT_DEVICE": device,
         "ASSISTANT_BATCH_MAX_SIZE": "1",

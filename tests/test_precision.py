@@ -26,6 +26,8 @@ def test_auto_picks_by_hardware(
 ) -> None:
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
     assert precision.resolve("auto", device) == expected
+    # Live retrieval queries batch better in fp32 than int8 rows under load (precision.resolve).
+    assert precision.resolve("auto", device, queries=True) == ("fp32" if expected == "int8" else expected)
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--mode",
         choices=["auto", "fp32", "int8", "bf16"],
         default="auto",
-        help="inference mode of the optimized service (default auto: bf16 on a CPU with bf16 units, "
-        "else fp32; fp32 on cuda)",
+        help="red-flag inference mode of the optimized service (default auto: bf16 on a CPU with bf16 units, "
+        "else int8; fp32 on cuda)",
+    )
+    p.add_argument(
+        "--query-mode",
+        choices=["auto", "fp32", "int8", "bf16"],
+        default="auto",
+        help="retrieval query encoder's mode of the optimized service (default auto: bf16 on a CPU with bf16 "
+        "units, else fp32; fp32 on cuda)",
     )
     p.add_argument("--batch-max-size", type=int, default=64, help="micro-batch size of the optimized service")
     p.add_argument(
@@ -130,8 +137,8 @@ def _check(args: argparse.Namespace) -> None:
                 "--device cuda was asked for but torch sees no GPU on this machine; use --device cpu "
                 "or run on a machine with CUDA"
             )
-    if args.mode == "int8" and args.device == "cuda":
-        raise InvalidInputError("--mode int8 runs on the CPU only; use fp32 or bf16 with --device cuda")
+    if "int8" in (args.mode, args.query_mode) and args.device == "cuda":
+        raise InvalidInputError("int8 runs on the CPU only; use fp32 or bf16 with --device cuda")
 
 
 def _worker_counts(raw: str) -> list[int]:
@@ -286,6 +293,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if args.url
         else optimized_env(
             mode=mode,
+            query_mode=args.query_mode,
             device=args.device,
             batch_max_size=args.batch_max_size,
             batch_max_wait_ms=args.batch_max_wait_ms,

@@ -133,17 +133,25 @@ def model_choice(settings: Settings) -> str:
 
 
 def precision_choice(settings: Settings) -> str:
-    """The precision both encoders run at, and why when ``auto`` chose it (assistant.precision)."""
+    """The precision of each encoder, and why where ``auto`` chose it (``assistant.precision.resolve``)."""
     import torch
 
     from assistant import precision
 
     cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
-    chosen = precision.resolve(settings.inference_mode, torch.device("cuda" if cuda else "cpu"))
-    if settings.inference_mode != "auto":
-        return chosen
-    why = "a GPU" if cuda else _why(chosen == "bf16")
-    return f"{chosen} (auto: {why}; ASSISTANT_INFERENCE_MODE sets another)"
+    device = torch.device("cuda" if cuda else "cpu")
+    parts = []
+    for what, mode, variable, queries in (
+        ("red flags", settings.inference_mode, "ASSISTANT_INFERENCE_MODE", False),
+        ("retrieval queries", settings.query_inference_mode, "ASSISTANT_QUERY_INFERENCE_MODE", True),
+    ):
+        chosen = precision.resolve(mode, device, queries=queries)
+        if mode == "auto":
+            why = "a GPU" if cuda else _why(chosen == "bf16")
+            parts.append(f"{what} {chosen} (auto: {why}; {variable} sets another)")
+        else:
+            parts.append(f"{what} {chosen}")
+    return ", ".join(parts)
 
 
 def _why(full_cost_fits: bool) -> str:

@@ -486,7 +486,7 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
     advisor.warm_up()
     # After warm-up, so the index's passages are fp32 embeddings; only live queries change precision.
     embedder.set_query_precision(
-        settings.inference_mode,
+        settings.query_inference_mode,
         torchscript=settings.torchscript,
         calibration=settings.retrieval_int8_calibration_path(),
     )

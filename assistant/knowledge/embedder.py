@@ -141,8 +141,7 @@ class SentenceEmbedder:
         """Encode live queries in ``mode`` (``fp32``, ``int8``, ``bf16`` or ``auto``, see assistant.precision).
 
         Call it after the index is built: passages stay fp32 embeddings, only queries change precision.
-        int8 reads the encoder's int8 ``calibration`` (``write_int8_calibration``); where ``auto`` chose int8
-        and it is missing, queries run fp32 with a warning. Its effect on retrieval is measured by
+        int8 needs the encoder's int8 ``calibration`` (``write_int8_calibration``). Its effect on retrieval is measured by
         ``assistant eval retrieval --mode``. With ``torchscript`` the query encoder runs as a frozen trace
         (``assistant.precision.trace``).
         """
@@ -153,14 +152,10 @@ class SentenceEmbedder:
         if self._model is None:
             self.warm_up()
         try:
-            chosen = precision.resolve(mode, torch.device(str(self._model.device)))
+            chosen = precision.resolve(mode, torch.device(str(self._model.device)), queries=True)
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
-        int8 = None
-        if chosen == "int8":
-            int8 = self._int8_calibration(mode, calibration)
-            if int8 is None:
-                chosen = "fp32"
+        int8 = self._int8_calibration(calibration) if chosen == "int8" else None
         try:
             self._queries = precision.convert(self._model, chosen, int8)
         except ValueError as e:
@@ -174,23 +169,16 @@ class SentenceEmbedder:
                 (f["input_ids"], f["attention_mask"], f["token_type_ids"]),
             )
 
-    def _int8_calibration(self, mode: str, path: Path | None) -> Any:
-        """The int8 calibration at ``path`` for these weights; None (fp32, warned) when ``auto`` chose int8."""
+    def _int8_calibration(self, path: Path | None) -> Any:
+        """The int8 calibration at ``path`` for these weights; raises ModelLoadError saying how to write it."""
         from assistant import precision
 
-        fix = "assistant calibrate retrieval"
         try:
             if path is None:
                 raise precision.CalibrationError("no int8 calibration file was given for the query encoder")
             return precision.Int8Calibration.load(path, weights=self.weights_digest())
         except precision.CalibrationError as e:
-            if mode == "int8":
-                raise ModelLoadError(f"{e} (`{fix}`)") from e
-            logger.warning(
-                "no usable int8 calibration: live queries run fp32, about twice int8's time per query",
-                extra={"reason": str(e), "fix": fix},
-            )
-            return None
+            raise ModelLoadError(f"{e} (`assistant calibrate retrieval`)") from e
 
     def weights_digest(self) -> str:
         """sha256 of the encoder's weights file: what an int8 calibration of this encoder is tied to."""

@@ -65,7 +65,7 @@ def test_minilm_int8_queries_stay_close_to_fp32() -> None:
 
 
 @pytest.mark.slow
-def test_int8_queries_need_the_calibration_and_auto_runs_fp32_without_it(
+def test_int8_queries_need_the_calibration_and_auto_keeps_them_fp32_without_bf16_units(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from assistant import precision
@@ -73,6 +73,6 @@ def test_int8_queries_need_the_calibration_and_auto_runs_fp32_without_it(
     emb = SentenceEmbedder()
     with pytest.raises(ModelLoadError, match="assistant calibrate retrieval"):
         emb.set_query_precision("int8", calibration=tmp_path / "missing.safetensors")
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # auto would choose int8
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     emb.set_query_precision("auto", calibration=None)
     assert emb.query_precision == "fp32"

@@ -20,7 +20,9 @@ CASES_FILE = (
 
 def _settings(monkeypatch: pytest.MonkeyPatch, *, bf16: bool, **overrides: object):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: bf16)
-    return load_settings(**{"redflag_model": "auto", "inference_mode": "auto", **overrides})
+    return load_settings(
+        **{"redflag_model": "auto", "inference_mode": "auto", "query_inference_mode": "auto", **overrides}
+    )
 
 
 def test_auto_picks_the_full_model_where_bf16_units_make_it_cheap_and_the_fast_one_elsewhere(
@@ -113,8 +115,14 @@ def test_serve_says_which_red_flag_model_and_retrieval_depth_auto_chose_and_why(
     assert encoder_choice(_settings(monkeypatch, bf16=True, query_encoder_layers=5)) == "5 of 6 layers"
     from assistant.cli._serve import precision_choice
 
-    assert precision_choice(_settings(monkeypatch, bf16=False)).startswith("int8 (auto: no bf16 units")
-    assert precision_choice(_settings(monkeypatch, bf16=True)).startswith("bf16 (auto: a GPU or bf16 units")
-    assert precision_choice(_settings(monkeypatch, bf16=False, inference_mode="fp32")) == "fp32"
+    avx2 = precision_choice(_settings(monkeypatch, bf16=False))
+    assert avx2.startswith("red flags int8 (auto: no bf16 units")
+    assert "retrieval queries fp32 (auto: no bf16 units" in avx2
+    amx = precision_choice(_settings(monkeypatch, bf16=True))
+    assert (
+        amx.startswith("red flags bf16 (auto: a GPU or bf16 units") and "retrieval queries bf16 (auto" in amx
+    )
+    named = _settings(monkeypatch, bf16=False, inference_mode="fp32", query_inference_mode="int8")
+    assert precision_choice(named) == "red flags fp32, retrieval queries int8"
     named = model_choice(_settings(monkeypatch, bf16=False, redflag_model=FULL_REDFLAG_MODEL))
     assert named.endswith(FULL_REDFLAG_MODEL)
