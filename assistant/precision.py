@@ -204,8 +204,12 @@ def pack_linears(module: torch.nn.Module) -> int:
     return swapped
 
 
-def trace(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule | None:
+def trace(
+    module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, freeze: bool = True
+) -> torch.jit.ScriptModule | None:
     """A frozen TorchScript trace of ``module`` for inference, or None when tracing fails.
+
+    ``freeze=False`` keeps it unfrozen, so that a scripted module can hold it (and be frozen with it).
 
     Why: an eager forward runs ~1,000 small Python steps per batch, each holding the GIL, and the service's
     event loop waited on them (the loop thread was at 100% CPU, much of it GIL waits, while the machine was
@@ -217,7 +221,7 @@ def trace(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.j
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # TracerWarnings about constants we checked by hand
             traced = torch.jit.trace(module.eval(), example, check_trace=False)
-            return torch.jit.freeze(traced)
+            return torch.jit.freeze(traced) if freeze else traced
     except Exception as e:  # tracing is an optimisation: eager mode stays correct
         log.warning(
             "TorchScript tracing failed; running eager", extra={"error": f"{type(e).__name__}: {e}"[:300]}

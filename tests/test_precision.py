@@ -180,10 +180,14 @@ def test_traced_classifier_equals_eager_on_every_shape() -> None:
     traced = load_classifier(settings)
     eager = load_classifier(settings.model_copy(update={"torchscript": False}))
     assert traced.torchscript and not eager.torchscript
+    assert traced._groups is not None  # the group loop runs inside TorchScript (classifier._Groups)
     many = [Utterance(u.text + " now" * k, u.context) for k in range(9) for u in UTTERANCES]
     for batch in (UTTERANCES[:1], UTTERANCES[2:3], UTTERANCES, many, [Utterance("a " * 300)]):
         assert torch.allclose(traced.probabilities(batch), eager.probabilities(batch), atol=1e-6)
     assert [r.flagged for r in traced.predict(many)] == [r.flagged for r in eager.predict(many)]
+    python_loop = load_classifier(settings)
+    python_loop._groups = None  # what runs where scripting the loop fails
+    assert torch.allclose(python_loop.probabilities(many), traced.probabilities(many), atol=1e-6)
 
 
 @pytest.mark.slow
