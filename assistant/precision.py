@@ -107,10 +107,10 @@ def resolve(mode: str, device: torch.device, *, queries: bool = False) -> Precis
 
     ``auto`` on a CPU without bf16 units: int8 for the red-flag classifier (a loader whose model has no int8
     calibration runs fp32 instead, and warns), fp32 for live retrieval ``queries``. Why not int8 for queries:
-    int8 runs rows one at a time, and under load the query encoder's batches then took so long that
-    suggestions came late (AVX2, 500 calls: p95 850-1,000 ms against 130-260 ms with fp32 batches; the
-    classifier's smaller batches gained: 3.6 instead of 4.9 ms of CPU per red-flag pass; docs/benchmarks.md,
-    session 17).
+    int8 runs rows one at a time, and the query encoder forms the larger batches (it waits behind red flags),
+    where fp32's batched passes are cheaper: AVX2, saturation 349-374 chunks/s with int8 queries against
+    425-437 with fp32 ones, for a 500-call p95 no better (72-177 vs 105-156 ms). The classifier gains: 3.6
+    instead of 4.9 ms of CPU per red-flag pass in the service (docs/benchmarks.md, session 17).
     """
     if mode not in MODES:
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import zlib
@@ -92,6 +93,7 @@ class SentenceEmbedder:
         self._model: Any = None
         self._queries: Any = None  # set by set_query_precision; None: queries use the fp32 model
         self._traced: Any = None  # the query encoder's TorchScript trace, when asked for
+        self._groups: Any = None  # its group loop, scripted (``_pooled_groups``)
         self.query_precision = "fp32"
         self._fingerprint: str | None = None
 
@@ -162,12 +164,18 @@ class SentenceEmbedder:
             raise ModelLoadError(str(e)) from e
         self.query_precision = chosen
         self._traced = None
+        self._groups = None
         if torchscript:
             f = self._features(["you are useless get me a manager", "ok"], self._queries)
-            self._traced = precision.trace(
+            traced = precision.trace(
                 _last_hidden(self._queries[0].auto_model),
                 (f["input_ids"], f["attention_mask"], f["token_type_ids"]),
+                freeze=False,
             )
+            if traced is not None:
+                self._groups = _pooled_groups(traced, self.dim)
+                # Without the scripted loop, the frozen trace in the Python loop (the scripted one is frozen whole).
+                self._traced = traced if self._groups is not None else torch.jit.freeze(traced)
 
     def _int8_calibration(self, path: Path | None) -> Any:
         """The int8 calibration at ``path`` for these weights; raises ModelLoadError saying how to write it."""
@@ -235,10 +243,22 @@ class SentenceEmbedder:
         model = self._query_model()
         features = self._features(list(texts), model)
         lengths = features["attention_mask"].sum(dim=1)
+        size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
+        groups = length_groups(lengths.tolist(), max_size=size)
+        if self._groups is not None:
+            with torch.inference_mode():
+                vecs = self._groups(
+                    features["input_ids"],
+                    features["attention_mask"],
+                    features["token_type_ids"],
+                    torch.tensor([i for g in groups for i in g], dtype=torch.long, device=lengths.device),
+                    torch.tensor([0, *itertools.accumulate(len(g) for g in groups)], dtype=torch.long),
+                    torch.tensor([int(lengths[g].max()) for g in groups], dtype=torch.long),
+                )
+            return np.asarray(vecs.cpu().numpy(), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
-            for group in length_groups(lengths.tolist(), max_size=size):
+            for group in groups:
                 idx = torch.tensor(group)
                 w = int(lengths[idx].max())
                 f = {k: v[idx, :w] for k, v in features.items()}
@@ -290,6 +310,52 @@ def _last_hidden(encoder: Any) -> Any:
             return out.last_hidden_state
 
     return LastHidden()
+
+
+def _pooled_groups(traced: Any, dim: int) -> Any:
+    """The traced encoder run over length groups, mean-pooled and normalised, the loop inside TorchScript
+    (frozen whole), or None when scripting fails (the Python loop stays).
+
+    Why: each traced call releases the GIL and a Python loop must take it back per group, which on a busy event
+    loop costs more than the pass (``assistant.redflags.classifier._Groups`` measured it).
+    """
+    import torch
+
+    class PooledGroups(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.run = traced
+            self.dim = dim
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+            order: torch.Tensor,
+            bounds: torch.Tensor,
+            widths: torch.Tensor,
+        ) -> torch.Tensor:
+            out = torch.zeros(input_ids.size(0), self.dim, device=input_ids.device)
+            for g in range(widths.size(0)):
+                idx = order[int(bounds[g]) : int(bounds[g + 1])]
+                w = int(widths[g])
+                mask_ids = attention_mask.index_select(0, idx)[:, :w]
+                hidden = self.run(
+                    input_ids.index_select(0, idx)[:, :w],
+                    mask_ids,
+                    token_type_ids.index_select(0, idx)[:, :w],
+                )
+                mask = mask_ids.unsqueeze(-1).to(hidden.dtype)
+                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.index_copy_(0, idx, torch.nn.functional.normalize(vec.float(), dim=-1))
+            return out
+
+    try:
+        return torch.jit.freeze(torch.jit.script(PooledGroups()).eval())
+    except Exception as e:  # an optimisation: the Python loop computes the same
+        logger.warning("query group loop not scripted", extra={"error": f"{type(e).__name__}: {e}"[:300]})
+        return None
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
