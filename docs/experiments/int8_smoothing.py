@@ -4,7 +4,8 @@ Dynamic int8 scales each activation tensor by its largest value; MiniLM's activa
 larger than the rest, so a single scale crushes the others. SmoothQuant's fix, without folding (BERT is post-LN:
 a LayerNorm's output is also the residual, so scales cannot move into it): each quantised Linear computes
 ``(x / s) @ (W * s)``, ``s_j = max|x_j| ** alpha / max|W[:, j]| ** (1 - alpha)``, with ``max|x_j|`` from
-training rows. Not part of the product: `assistant.precision` has plain dynamic int8.
+training rows. The product's version is `assistant.precision.smoothed_int8` (session 17: alpha 0.4, the FFN
+down-projection and the head fp32, as this script found); the script reproduces the comparison of variants.
 
     .venv/bin/python docs/experiments/int8_smoothing.py --alpha 0.4 --skip head 'layer\\.\\d+\\.output\\.dense'
     .venv/bin/python docs/experiments/int8_smoothing.py ... --latency
