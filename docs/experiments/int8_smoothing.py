@@ -111,11 +111,12 @@ def main() -> None:
     maxima = input_maxima(args.model, args.calibration_rows)
     plain = precision.convert
 
-    def convert(module: Any, chosen: Any) -> Any:
+    def convert(module: Any, chosen: Any, calibration: Any = None) -> Any:
+        # The shipped calibration is ignored: this script measures its own maxima and tries other variants.
         return (
             smoothed_int8(module, maxima, args.alpha, args.skip)
             if chosen == "int8"
-            else plain(module, chosen)
+            else plain(module, chosen, calibration)
         )
 
     precision.convert = convert  # RedFlagClassifier converts through this module's function
