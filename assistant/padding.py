@@ -48,3 +48,19 @@ def length_groups(
         groups.append(order[cut[j] : j])
         j = cut[j]
     return groups[::-1]
+
+
+def group_layout(
+    groups: Sequence[Sequence[int]], lengths: Sequence[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """``groups`` flattened for a loop that runs outside Python (a scripted model's group loop): the row
+    order, where each group starts and ends in it, and each group's width (its longest row).
+
+    >>> group_layout([[0, 2], [1]], [5, 30, 6])
+    ([0, 2, 1], [0, 2, 3], [6, 30])
+    """
+    order = [i for g in groups for i in g]
+    bounds = [0]
+    for g in groups:
+        bounds.append(bounds[-1] + len(g))
+    return order, bounds, [max(lengths[i] for i in g) for g in groups]

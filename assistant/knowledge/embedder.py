@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import re
 import zlib
@@ -16,7 +15,7 @@ import numpy as np
 
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path
 from assistant.errors import ModelLoadError
-from assistant.padding import DEFAULT_MAX_SIZE, length_groups
+from assistant.padding import DEFAULT_MAX_SIZE, group_layout, length_groups
 
 logger = logging.getLogger(__name__)
 
@@ -246,14 +245,15 @@ class SentenceEmbedder:
         size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
         groups = length_groups(lengths.tolist(), max_size=size)
         if self._groups is not None:
+            order, bounds, widths = group_layout(groups, lengths.tolist())
             with torch.inference_mode():
                 vecs = self._groups(
                     features["input_ids"],
                     features["attention_mask"],
                     features["token_type_ids"],
-                    torch.tensor([i for g in groups for i in g], dtype=torch.long, device=lengths.device),
-                    torch.tensor([0, *itertools.accumulate(len(g) for g in groups)], dtype=torch.long),
-                    torch.tensor([int(lengths[g].max()) for g in groups], dtype=torch.long),
+                    torch.tensor(order, dtype=torch.long, device=lengths.device),
+                    torch.tensor(bounds, dtype=torch.long),
+                    torch.tensor(widths, dtype=torch.long),
                 )
             return np.asarray(vecs.cpu().numpy(), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import platform
@@ -28,7 +27,7 @@ from assistant import precision
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path, force_offline
 from assistant.errors import ModelLoadError
 from assistant.labels import GROUPS, LABELS
-from assistant.padding import length_groups
+from assistant.padding import group_layout, length_groups
 from assistant.redflags.model import POOLINGS, RedFlagNet
 from assistant.redflags.preprocess import EncodedBatch, encode
 from assistant.redflags.prior import lexical_features
@@ -318,9 +317,9 @@ class RedFlagClassifier:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``_forward``'s group loop in one TorchScript call (see ``_Groups``)."""
         assert self._groups is not None
-        order = torch.tensor([i for g in groups for i in g], dtype=torch.long)
-        bounds = torch.tensor([0, *itertools.accumulate(len(g) for g in groups)], dtype=torch.long)
-        widths = torch.tensor([int(lengths[g].max()) for g in groups], dtype=torch.long)
+        order, bounds, widths = (
+            torch.tensor(x, dtype=torch.long) for x in group_layout(groups, lengths.tolist())
+        )
         d = self.device
         with torch.inference_mode():
             probs, contrib = self._groups(
