@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -243,16 +242,6 @@ _INT8_LINEAR = re.compile(
 
 class CalibrationError(ValueError):
     """An int8 calibration file is missing, unreadable or measured on other weights."""
-
-
-def weights_digest(*files: Path) -> str:
-    """sha256 over the weight files a calibration was measured on (checked when it is loaded)."""
-    h = hashlib.sha256()
-    for file in files:
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -242,10 +242,11 @@ class SentenceEmbedder:
         model = self._query_model()
         features = self._features(list(texts), model)
         lengths = features["attention_mask"].sum(dim=1)
+        lens = lengths.tolist()
         size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
-        groups = length_groups(lengths.tolist(), max_size=size)
+        groups = length_groups(lens, max_size=size)
         if self._groups is not None:
-            order, bounds, widths = group_layout(groups, lengths.tolist())
+            order, bounds, widths = group_layout(groups, lens)
             with torch.inference_mode():
                 vecs = self._groups(
                     features["input_ids"],

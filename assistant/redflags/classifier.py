@@ -288,14 +288,15 @@ class RedFlagClassifier:
             batch = self.encode(utterances)
         prior = self._prior(utterances)
         lengths = batch.attention_mask.sum(dim=1)
+        lens = lengths.tolist()
+        # A batch from many calls mixes short and long inputs: groups of similar length, each cut to its
+        # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
+        groups = length_groups(lens, max_size=precision.rows_per_pass(self.precision, _SUB_BATCH))
+        if self._groups is not None:
+            return (*self._forward_scripted(batch, prior, lens, groups), batch)
         n, width = batch.input_ids.shape
         probs = torch.empty(n, len(LABELS))
         contrib = torch.zeros(n, len(LABELS), width)
-        # A batch from many calls mixes short and long inputs: groups of similar length, each cut to its
-        # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
-        groups = length_groups(lengths.tolist(), max_size=precision.rows_per_pass(self.precision, _SUB_BATCH))
-        if self._groups is not None:
-            return (*self._forward_scripted(batch, prior, lengths, groups), batch)
         run = self._run
         with torch.inference_mode():
             for group in groups:
@@ -313,13 +314,11 @@ class RedFlagClassifier:
         return probs, contrib, batch
 
     def _forward_scripted(
-        self, batch: EncodedBatch, prior: torch.Tensor, lengths: torch.Tensor, groups: list[list[int]]
+        self, batch: EncodedBatch, prior: torch.Tensor, lengths: list[int], groups: list[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``_forward``'s group loop in one TorchScript call (see ``_Groups``)."""
         assert self._groups is not None
-        order, bounds, widths = (
-            torch.tensor(x, dtype=torch.long) for x in group_layout(groups, lengths.tolist())
-        )
+        order, bounds, widths = (torch.tensor(x, dtype=torch.long) for x in group_layout(groups, lengths))
         d = self.device
         with torch.inference_mode():
             probs, contrib = self._groups(
@@ -482,7 +481,7 @@ def _int8_calibration(
         raise ModelLoadError(str(e)) from e
     try:
         return mode, precision.Int8Calibration.load(
-            path / precision.CALIBRATION_FILE, weights=precision.weights_digest(path / WEIGHTS_FILE)
+            path / precision.CALIBRATION_FILE, weights=_sha256(path / WEIGHTS_FILE)
         )
     except precision.CalibrationError as e:
         if mode == "int8":
@@ -512,9 +511,7 @@ def write_int8_calibration(path: Path, utterances: list[Utterance], *, batch_siz
             clf.probabilities(utterances[start : start + batch_size])
         return len(utterances)
 
-    calibration = precision.measure_int8_calibration(
-        clf.net, run, weights=precision.weights_digest(path / WEIGHTS_FILE)
-    )
+    calibration = precision.measure_int8_calibration(clf.net, run, weights=_sha256(path / WEIGHTS_FILE))
     out = path / precision.CALIBRATION_FILE
     calibration.save(out)
     return out
