@@ -3,6 +3,7 @@ stale suggestions are skipped, counted, named in ``processed`` and announced wit
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,44 @@ def test_a_supervisor_who_connects_while_the_service_is_behind_hears_it_first(
             first = sup.receive_json()
         assert first["type"] == "degraded" and first["features"] == ["suggestions"] and "call_id" not in first
         assert first["shed"]["suggestions"] >= 3
+
+
+class ThreadRecordingAdvisor(EncodingAdvisor):
+    """Records which thread advises each turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder.gate.set()
+        self.threads: dict[str, set[str]] = {"agent": set(), "customer": set()}
+
+    def advise(self, state: Any, **kw: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            where = "event loop"
+        except RuntimeError:
+            where = threading.current_thread().name
+        self.threads[kw["speaker"]].add(where)
+        return super().advise(state, **kw)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_advice_without_an_encoder_pass_left_runs_on_the_event_loop(tmp_path: Path, batched: bool) -> None:
+    # A hop to an advisor thread costs more than advice over a given vector (pipeline._advise); advice that must
+    # still encode its query (no batched encoder: ASSISTANT_EMBED_BATCHING=false) goes to an advisor thread.
+    advisor = ThreadRecordingAdvisor()
+    settings = make_settings(tmp_path).model_copy(update={"embed_batching": batched})
+    with (
+        TestClient(create_app(settings, analyzer=KeywordAnalyzer(), advisor=advisor)) as client,
+        client.websocket_connect("/v1/calls/t-threads/events") as sidebar,
+        client.websocket_connect("/v1/calls/t-threads/stream") as src,
+    ):
+        src.receive_json()
+        src.send_json({"seq": 1, "speaker": "agent", "text": "thank you for calling, how can I help"})
+        src.send_json({"seq": 2, "speaker": "customer", "text": "my bill is wrong"})
+        _events(sidebar, lambda e: e["type"] == "processed" and e["seq"] == 2)
+        src.send_json({"type": "end"})
+    assert advisor.threads["agent"] == {"event loop"}  # script matching: no vector at all
+    customer = advisor.threads["customer"]
+    assert (customer == {"event loop"}) if batched else all(n.startswith("advisor") for n in customer), (
+        customer
+    )
