@@ -19,7 +19,7 @@ from assistant.auth import Principal, Role
 from assistant.calls.alerts import UnknownAlert
 from assistant.calls.live import LiveCall, Outcome
 from assistant.calls.redaction import redact
-from assistant.calls.service import CallEnded, CallService, CallTaken, Draining
+from assistant.calls.service import CallEnded, CallService, CallTaken, Draining, WorkerFull
 from assistant.events.bus import (
     ALERTS_TOPIC,
     BusMessage,
@@ -272,6 +272,10 @@ async def stream(ws: WebSocket, call_id: str) -> None:
     except Draining:
         svc.bus.unsubscribe(sub)
         await _close(ws, CloseCode.SERVICE_RESTART, "worker shutting down: reconnect and resume")
+        return
+    except WorkerFull as e:
+        svc.bus.unsubscribe(sub)
+        await refuse_accepted(ws, CloseCode.TRY_AGAIN_LATER, ErrorReason.WORKER_FULL, str(e))
         return
     except CallTaken as e:
         svc.bus.unsubscribe(sub)

@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         default=20.0, gt=0, description="SIGTERM: how long a worker may take to hand its live calls over"
     )
     call_idle_timeout_s: float = Field(default=300.0, gt=0, description="a detached call ends after this")
+    # Admission: past its capacity a worker cannot keep even red flags in time for any call (they are never
+    # skipped, so they fall behind for all); refusing the call beyond it lets the balancer place it elsewhere.
+    max_live_calls: int = Field(
+        default=0,
+        ge=0,
+        description="live calls this worker takes; a new call beyond them is refused (close 1013, error "
+        "worker_full) and the source connects to another worker; 0: no limit (README, capacity per CPU class)",
+    )
     event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
     severity_half_life_s: float = Field(default=60.0, gt=0, description="call-severity time decay")
     severity_turn_decay: float = Field(default=0.75, gt=0, le=1, description="call-severity decay per turn")

@@ -81,6 +81,10 @@ class Draining(AssistantError):
     """This worker is shutting down; the source should connect to another (close 1012)."""
 
 
+class WorkerFull(AssistantError):
+    """This worker holds ``max_live_calls`` calls; a new one goes to another worker (close 1013)."""
+
+
 @dataclass(slots=True)
 class Resumable:
     """What is known of a call this worker does not hold: its record, its snapshot and its event history."""
@@ -208,6 +212,7 @@ class CallService:
             found = await self._find_resumable(call_id)
             live = self.calls.get(call_id)  # another connection may have opened it meanwhile
             if live is None:
+                self._admit(call_id)
                 live = self._new_call(call_id)
                 if found is not None:
                     self._restore(live, found)
@@ -368,6 +373,18 @@ class CallService:
             live.session.transition(CallState.DETACHED)
             live.detached_at = time.monotonic()
             log.info("source detached", extra={"call_id": live.call_id, "last_seq": live.session.last_seq})
+
+    def _admit(self, call_id: str) -> None:
+        """Raise WorkerFull when a new call would exceed ``max_live_calls`` (a call this worker holds, live or
+        detached, may always reconnect)."""
+        limit = self.settings.max_live_calls
+        if limit and self.live_count() >= limit:
+            self.metrics.errors.labels(str(ErrorReason.WORKER_FULL)).inc()
+            log.warning("new call refused: worker full", extra={"call_id": call_id, "max_live_calls": limit})
+            raise WorkerFull(
+                f"this worker holds its maximum of {limit} live calls (ASSISTANT_MAX_LIVE_CALLS); "
+                "connect to another worker"
+            )
 
     def _new_call(self, call_id: str) -> LiveCall:
         s = self.settings

@@ -29,6 +29,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000  # the call ended (source sent ``end``) or the client closed
     INTERNAL_ERROR = 1011  # an unexpected server error on this socket; reconnect and resume
     SERVICE_RESTART = 1012  # this worker is shutting down (drained): reconnect, to any worker, and resume
+    TRY_AGAIN_LATER = 1013  # this worker holds ASSISTANT_MAX_LIVE_CALLS calls: connect to another worker
     BAD_CALL_ID = 4400  # the call id in the URL is not a safe identifier
     UNAUTHORIZED = 4401  # no or invalid token
     FORBIDDEN = 4403  # the token's role may not use this socket
@@ -62,6 +63,7 @@ class ErrorReason(StrEnum):
     FORBIDDEN = "forbidden"  # the token may not use this socket or this call (close 4403)
     TOKEN_EXPIRED = "token_expired"  # the socket's token expired (close 4401)
     BAD_PARAMETER = "bad_parameter"  # a query parameter with a value the socket does not take (close 4422)
+    WORKER_FULL = "worker_full"  # a new call on a worker at ASSISTANT_MAX_LIVE_CALLS (close 1013)
 
 
 # ---- inbound ---------------------------------------------------------------------------------------------
