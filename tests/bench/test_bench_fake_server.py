@@ -47,3 +47,19 @@ def test_bench_cuda_without_gpu_fails_clearly(capsys: pytest.CaptureFixture[str]
         pytest.skip("this machine has a GPU")
     assert main(["bench", "--device", "cuda", "--calls", "1"]) == 2
     assert "torch sees no GPU" in capsys.readouterr().err
+
+
+def test_bench_counts_the_calls_a_full_worker_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The started server reads the environment: a worker that takes 3 live calls, offered 5.
+    monkeypatch.setenv("ASSISTANT_MAX_LIVE_CALLS", "3")
+    out = tmp_path / "bench.json"
+    argv = [
+        "bench", "--fake-models", "--no-naive", "--calls", "5", "--duration", "2", "--rate-s", "0.5",
+        "--saturation-calls", "2", "--saturation-duration", "1", "--single-duration", "0",
+        "--warmup", "0", "--grace", "3", "--json", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["refused_calls"] == 2 and report["errors"] == 0 and report["lost_events"] == 0
+    assert report["chunks_sent"] == report["chunks_processed"] > 0  # the three calls it took went through
+    assert report["targets"]["every call taken"] is False
