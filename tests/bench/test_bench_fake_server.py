@@ -49,7 +49,9 @@ def test_bench_cuda_without_gpu_fails_clearly(capsys: pytest.CaptureFixture[str]
     assert "torch sees no GPU" in capsys.readouterr().err
 
 
-def test_bench_counts_the_calls_a_full_worker_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_counts_the_calls_a_full_worker_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The started server reads the environment: a worker that takes 3 live calls, offered 5.
     monkeypatch.setenv("ASSISTANT_MAX_LIVE_CALLS", "3")
     out = tmp_path / "bench.json"
