@@ -296,12 +296,22 @@ class _StartClock:
     def __init__(self, calls: int, *, lead_s: float = 0.5) -> None:
         self._waiting = calls
         self._lead_s = lead_s
+        self.taken = 0  # calls the service took (not refused): their start times are spread over the period
         self.started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
-    def arrived(self) -> None:
+    def arrived(self, *, taken: bool = False) -> int:
+        """Count a call as connected (or failed); a taken call gets its slot, 0.. in the order calls arrived."""
+        slot = self.taken
+        self.taken += taken
         self._waiting -= 1
         if self._waiting <= 0 and not self.started.done():
             self.started.set_result(time.perf_counter() + self._lead_s)
+        return slot
+
+    def offset(self, slot: int, period_s: float) -> float:
+        """When a taken call sends within each period, so that the calls taken send evenly (a worker that
+        refused part of the calls would otherwise see the first ones only, in a burst)."""
+        return slot * period_s / max(1, self.taken)
 
 
 async def _sim_call(
@@ -310,7 +320,6 @@ async def _sim_call(
     turns: list[dict[str, str]],
     *,
     spec: PhaseSpec,
-    start_delay_s: float,
     clock: _StartClock,
     connected: asyncio.Semaphore,
     token: str | None,
@@ -340,9 +349,10 @@ async def _sim_call(
             with contextlib.suppress(Exception):
                 await ws.close()
         return
-    clock.arrived()
+    slot = clock.arrived(taken=True)
     t0 = await clock.started
-    start_at, stop_at = t0 + start_delay_s, t0 + spec.duration_s
+    stagger = clock.offset(slot, spec.rate_s) if spec.kind != "saturation" else 0.0
+    start_at, stop_at = t0 + stagger, t0 + spec.duration_s
 
     async def read_sidebar() -> None:
         with contextlib.suppress(Exception):
@@ -448,7 +458,6 @@ async def run_phase(
     # The clock starts once every call is connected: opening hundreds of calls in the same second is a
     # different load (measured apart as connect_s) from the steady state of hundreds of live calls.
     clock = _StartClock(spec.calls)
-    stagger = spec.rate_s / spec.calls if spec.kind != "saturation" else 0.0
     t_connect = time.perf_counter()
     calls = asyncio.gather(
         *(
@@ -457,7 +466,6 @@ async def run_phase(
                 rec,
                 scripts[i % len(scripts)],
                 spec=spec,
-                start_delay_s=i * stagger,
                 clock=clock,
                 connected=connected,
                 token=token,
