@@ -135,7 +135,6 @@ def main() -> None:
     base = args.base or str(base_encoder_path())
     lr = args.lr or (5e-5 if args.base is None else 2e-5)
     bf16 = precision.cpu_has_native_bf16()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     for seed in args.seeds:
         r = run(base, seed, args.epochs, lr, bf16)
         print(
