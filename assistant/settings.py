@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         description="live calls this worker takes; a new call beyond them is refused (close 1013, error "
         "worker_full) and the source connects to another worker; 0: no limit (README, capacity per CPU class)",
     )
+    refuse_calls_when_behind: bool = Field(
+        default=True,
+        description="while red flags run late (results later than ASSISTANT_FLAGS_LATE_MS, until "
+        "ASSISTANT_DEGRADED_RECOVER_S without one) a new call is refused like a full worker: the calls held keep "
+        "the cores (README, capacity per CPU class)",
+    )
     event_history: int = Field(default=2000, ge=10, description="events kept per call for sidebar replay")
     severity_half_life_s: float = Field(default=60.0, gt=0, description="call-severity time decay")
     severity_turn_decay: float = Field(default=0.75, gt=0, le=1, description="call-severity decay per turn")

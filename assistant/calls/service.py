@@ -375,16 +375,29 @@ class CallService:
             log.info("source detached", extra={"call_id": live.call_id, "last_seq": live.session.last_seq})
 
     def _admit(self, call_id: str) -> None:
-        """Raise WorkerFull when a new call would exceed ``max_live_calls`` (a call this worker holds, live or
-        detached, may always reconnect)."""
+        """Raise WorkerFull when a new call would exceed ``max_live_calls``, or while red flags run late
+        (``refuse_calls_when_behind``). A call this worker holds, live or detached, may always reconnect.
+
+        Why refuse while late: red flags are never skipped, so past capacity every call's results arrive later
+        and later; one more call would make all of them later still (README, capacity per CPU class).
+        """
         limit = self.settings.max_live_calls
         if limit and self.live_count() >= limit:
-            self.metrics.errors.labels(str(ErrorReason.WORKER_FULL)).inc()
-            log.warning("new call refused: worker full", extra={"call_id": call_id, "max_live_calls": limit})
+            self._refuse(call_id, "worker full", {"max_live_calls": limit})
             raise WorkerFull(
                 f"this worker holds its maximum of {limit} live calls (ASSISTANT_MAX_LIVE_CALLS); "
                 "connect to another worker"
             )
+        if self.settings.refuse_calls_when_behind and "red_flags" in self.pipeline.degradation.features:
+            self._refuse(call_id, "red flags behind", {"live_calls": self.live_count()})
+            raise WorkerFull(
+                "this worker's red flags are running late (over ASSISTANT_FLAGS_LATE_MS) with the calls it "
+                "holds; connect to another worker, or retry once it has caught up"
+            )
+
+    def _refuse(self, call_id: str, why: str, extra: dict[str, object]) -> None:
+        self.metrics.errors.labels(str(ErrorReason.WORKER_FULL)).inc()
+        log.warning(f"new call refused: {why}", extra={"call_id": call_id, **extra})
 
     def _new_call(self, call_id: str) -> LiveCall:
         s = self.settings

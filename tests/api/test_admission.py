@@ -46,3 +46,43 @@ def test_a_full_worker_refuses_new_calls_but_not_the_ones_it_holds(tmp_path: Pat
                 assert three.receive_json()["type"] == "ready"
         metrics = client.get("/metrics").text
     assert 'assistant_stream_errors_total{reason="worker_full"} 1.0' in metrics
+
+
+def test_a_worker_whose_red_flags_run_late_refuses_new_calls_until_it_catches_up(tmp_path: Path) -> None:
+    # Every red-flag result counts as late here, so the first customer turn puts red flags behind.
+    settings = make_settings(tmp_path).model_copy(update={"flags_late_ms": 0.001})
+    with TestClient(create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())) as client:
+        with client.websocket_connect("/v1/calls/c-1/stream") as one:
+            one.receive_json()
+            one.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
+            _processed(one, 1)
+            with client.websocket_connect("/v1/calls/c-2/stream") as two:
+                err = two.receive_json()
+                assert err["type"] == "error" and err["reason"] == "worker_full"
+                assert "ASSISTANT_FLAGS_LATE_MS" in err["message"]
+                with pytest.raises(WebSocketDisconnect) as refused:
+                    two.receive_json()
+            assert refused.value.code == CloseCode.TRY_AGAIN_LATER
+            one.send_json({"seq": 2, "speaker": "customer", "text": "still wrong"})  # the held call goes on
+            _processed(one, 2)
+        with client.websocket_connect("/v1/calls/c-1/stream") as again:  # and may come back
+            assert again.receive_json()["resumed"]
+        client.app.state.service.pipeline.degradation.clear(["red_flags"])  # caught up
+        with client.websocket_connect("/v1/calls/c-2/stream") as two:
+            assert two.receive_json()["type"] == "ready"
+        metrics = client.get("/metrics").text
+    assert 'assistant_stream_errors_total{reason="worker_full"} 1.0' in metrics
+
+
+def test_refusing_while_late_can_be_turned_off(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path).model_copy(
+        update={"flags_late_ms": 0.001, "refuse_calls_when_behind": False}
+    )
+    app = create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
+    with TestClient(app) as client, client.websocket_connect("/v1/calls/c-1/stream") as one:
+        one.receive_json()
+        one.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
+        _processed(one, 1)
+        assert "red_flags" in app.state.service.pipeline.degradation.features
+        with client.websocket_connect("/v1/calls/c-2/stream") as two:
+            assert two.receive_json()["type"] == "ready"
