@@ -557,6 +557,39 @@ async def scrape_shed(ws_url: str) -> dict[str, float]:
     return parse_shed(resp.text) if resp.status_code == 200 else {}
 
 
+_BEHIND_RE = re.compile(r'^assistant_degraded\{feature="red_flags"\}\s+1(\.0)?$', re.MULTILINE)
+
+
+def red_flags_behind(metrics_text: str) -> bool:
+    """True when a /metrics page says the service's red flags are behind (``assistant_degraded``)."""
+    return _BEHIND_RE.search(metrics_text) is not None
+
+
+async def wait_caught_up(
+    ws_url: str, *, timeout_s: float = 60.0, every_s: float = 0.5, clock: Any = time.monotonic
+) -> bool:
+    """Wait until the service's red flags are no longer behind; False when ``timeout_s`` passed first.
+
+    Why: a phase that begins on the previous phase's backlog measures both, and a service that refuses new calls
+    while its red flags are late (``ASSISTANT_REFUSE_CALLS_WHEN_BEHIND``) would refuse the next phase's calls.
+    """
+    import httpx
+
+    http_url = "http" + ws_url[2:] if ws_url.startswith("ws") else ws_url
+    deadline = clock() + timeout_s
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        while True:
+            try:
+                resp = await client.get(f"{http_url}/metrics")
+            except httpx.HTTPError:
+                return True  # no metrics to read (an older service, auth): nothing to wait for
+            if resp.status_code != 200 or not red_flags_behind(resp.text):
+                return True
+            if clock() >= deadline:
+                return False
+            await asyncio.sleep(every_s)
+
+
 # ---- the server under test ----------------------------------------------------------------------------------
 class ServerStartError(RuntimeError):
     """The service under test did not come up; the message carries the end of its log."""

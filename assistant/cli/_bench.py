@@ -224,7 +224,14 @@ def _token() -> str | None:
 async def _config(
     label: str, args: argparse.Namespace, *, url: str | None, env: dict[str, str] | None, duration: float
 ) -> dict[str, Any]:
-    from assistant.eval.bench import PhaseSpec, ServerProcess, load_scripts, merge_config, run_phase
+    from assistant.eval.bench import (
+        PhaseSpec,
+        ServerProcess,
+        load_scripts,
+        merge_config,
+        run_phase,
+        wait_caught_up,
+    )
 
     scripts = load_scripts()
     token = _token()
@@ -257,6 +264,7 @@ async def _config(
                 token=token,
                 scripts=scripts,
             )
+        await wait_caught_up(url)
         _say(
             f"{label}: saturation, {args.saturation_calls} calls in a closed loop, {args.saturation_duration:g} s"
         )
@@ -267,6 +275,8 @@ async def _config(
             token=token,
             scripts=scripts,
         )
+        if not await wait_caught_up(url):
+            _say(f"{label}: red flags still behind after the saturation phase; the rate phase starts anyway")
         _say(f"{label}: {args.calls} calls, a chunk each every {args.rate_s:g} s, {duration:g} s")
         rate = await run_phase(
             url,

@@ -33,6 +33,8 @@ from assistant.redflags.recipe import model_splits
 from assistant.settings import get_settings
 from assistant.types import Utterance
 
+DOWN_PROJECTION = r"layer\.\d+\.output\.dense$"
+
 
 class Smoothed(torch.nn.Module):
     """``x / s`` into a Linear whose input columns are multiplied by ``s``: the same product, tamer inputs."""
@@ -75,11 +77,58 @@ def input_maxima(model: Path, n_rows: int) -> dict[str, torch.Tensor]:
     return maxima
 
 
-def smoothed_int8(
-    module: torch.nn.Module, maxima: dict[str, torch.Tensor], alpha: float, skip: list[str]
-) -> torch.nn.Module:
-    """A copy of ``module`` with every Linear not matched by ``skip`` smoothed and quantised (per-channel weights)."""
+class OutlierSplit(torch.nn.Module):
+    """LLM.int8()-style decomposition: the input channels in ``keep`` through an fp32 Linear, the rest through
+    ``rest`` (a Linear that is smoothed and quantised later). The sum is the original product."""
+
+    def __init__(self, linear: torch.nn.Linear, keep: torch.Tensor) -> None:
+        super().__init__()
+        mask = torch.ones(linear.in_features, dtype=torch.bool)
+        mask[keep] = False
+        self.register_buffer("keep", keep.sort().values)
+        self.register_buffer("others", mask.nonzero().flatten())
+        w = linear.weight.detach()
+        self.fp32 = torch.nn.Linear(len(self.keep), linear.out_features, bias=linear.bias is not None)
+        self.rest = torch.nn.Linear(len(self.others), linear.out_features, bias=False)
+        with torch.no_grad():
+            self.fp32.weight.copy_(w[:, self.keep])
+            if linear.bias is not None:
+                self.fp32.bias.copy_(linear.bias)
+            self.rest.weight.copy_(w[:, self.others])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fp32(x.index_select(-1, self.keep)) + self.rest(x.index_select(-1, self.others))
+
+
+def split_outliers(
+    module: torch.nn.Module, maxima: dict[str, torch.Tensor], pattern: str, k: int
+) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """A copy of ``module`` whose Linears matching ``pattern`` are split (``OutlierSplit``): their ``k`` input
+    channels of largest calibration maximum stay fp32; the maxima of the new ``.rest`` Linears are returned."""
     out = copy.deepcopy(module)
+    extra: dict[str, torch.Tensor] = {}
+    for name in [
+        n for n, m in out.named_modules() if isinstance(m, torch.nn.Linear) and re.search(pattern, n)
+    ]:
+        parent_name, _, attr = name.rpartition(".")
+        parent = out.get_submodule(parent_name)
+        keep = maxima[name].topk(k).indices
+        split = OutlierSplit(getattr(parent, attr), keep)
+        setattr(parent, attr, split)
+        extra[f"{name}.rest"] = maxima[name][split.others]
+    return out, extra
+
+
+def smoothed_int8(
+    module: torch.nn.Module, maxima: dict[str, torch.Tensor], alpha: float, skip: list[str], outliers: int = 0
+) -> torch.nn.Module:
+    """A copy of ``module`` with every Linear not matched by ``skip`` smoothed and quantised (per-channel weights).
+
+    ``outliers`` > 0: each FFN down-projection keeps that many input channels fp32 and quantises the rest."""
+    out = copy.deepcopy(module)
+    if outliers:
+        out, extra = split_outliers(out, maxima, DOWN_PROJECTION, outliers)
+        maxima = {**maxima, **extra}
     names = [
         n
         for n, m in out.named_modules()
@@ -105,6 +154,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.4)
     parser.add_argument("--skip", nargs="*", default=["head"], help="regexes of Linears kept in fp32")
     parser.add_argument("--calibration-rows", type=int, default=800)
+    parser.add_argument(
+        "--outliers", type=int, default=0, help="FFN down-projection input channels kept fp32 (the rest int8)"
+    )
     parser.add_argument("--latency", action="store_true")
     args = parser.parse_args()
 
@@ -114,7 +166,7 @@ def main() -> None:
     def convert(module: Any, chosen: Any, calibration: Any = None) -> Any:
         # The shipped calibration is ignored: this script measures its own maxima and tries other variants.
         return (
-            smoothed_int8(module, maxima, args.alpha, args.skip)
+            smoothed_int8(module, maxima, args.alpha, args.skip, args.outliers)
             if chosen == "int8"
             else plain(module, chosen, calibration)
         )
