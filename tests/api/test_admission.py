@@ -19,13 +19,18 @@ def _processed(ws, seq: int) -> None:  # type: ignore[no-untyped-def]
         pass
 
 
+def _one_turn(ws) -> None:  # type: ignore[no-untyped-def]
+    """Past ``ready``, one customer turn, processed."""
+    ws.receive_json()
+    ws.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
+    _processed(ws, 1)
+
+
 def test_a_full_worker_refuses_new_calls_but_not_the_ones_it_holds(tmp_path: Path) -> None:
     settings = make_settings(tmp_path).model_copy(update={"max_live_calls": 2})
     with TestClient(create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())) as client:
         with client.websocket_connect("/v1/calls/c-1/stream") as one:
-            one.receive_json()
-            one.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
-            _processed(one, 1)
+            _one_turn(one)
         # c-1 is detached, not ended: it still counts, and may come back.
         with client.websocket_connect("/v1/calls/c-2/stream") as two:
             assert two.receive_json()["type"] == "ready"
@@ -53,9 +58,7 @@ def test_a_worker_whose_red_flags_run_late_refuses_new_calls_until_it_catches_up
     settings = make_settings(tmp_path).model_copy(update={"flags_late_ms": 0.001})
     with TestClient(create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())) as client:
         with client.websocket_connect("/v1/calls/c-1/stream") as one:
-            one.receive_json()
-            one.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
-            _processed(one, 1)
+            _one_turn(one)
             with client.websocket_connect("/v1/calls/c-2/stream") as two:
                 err = two.receive_json()
                 assert err["type"] == "error" and err["reason"] == "worker_full"
@@ -80,9 +83,7 @@ def test_refusing_while_late_can_be_turned_off(tmp_path: Path) -> None:
     )
     app = create_app(settings, analyzer=KeywordAnalyzer(), advisor=RuleAdvisor())
     with TestClient(app) as client, client.websocket_connect("/v1/calls/c-1/stream") as one:
-        one.receive_json()
-        one.send_json({"seq": 1, "speaker": "customer", "text": "my bill is wrong"})
-        _processed(one, 1)
+        _one_turn(one)
         assert "red_flags" in app.state.service.pipeline.degradation.features
         with client.websocket_connect("/v1/calls/c-2/stream") as two:
             assert two.receive_json()["type"] == "ready"
