@@ -544,14 +544,18 @@ async def _scrape_all(urls: Sequence[str]) -> dict[str, float]:
     return total
 
 
+def _http_url(ws_url: str) -> str:
+    """The service's HTTP base for its WebSocket base (ws://h:p -> http://h:p, wss -> https)."""
+    return "http" + ws_url[2:] if ws_url.startswith("ws") else ws_url
+
+
 async def scrape_shed(ws_url: str) -> dict[str, float]:
     """The service's shed counters (empty when its /metrics cannot be read: an older service, auth, ...)."""
     import httpx
 
-    http_url = "http" + ws_url[2:] if ws_url.startswith("ws") else ws_url
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
-            resp = await client.get(f"{http_url}/metrics")
+            resp = await client.get(f"{_http_url(ws_url)}/metrics")
     except httpx.HTTPError:
         return {}
     return parse_shed(resp.text) if resp.status_code == 200 else {}
@@ -575,12 +579,11 @@ async def wait_caught_up(
     """
     import httpx
 
-    http_url = "http" + ws_url[2:] if ws_url.startswith("ws") else ws_url
     deadline = clock() + timeout_s
     async with httpx.AsyncClient(timeout=10.0) as client:
         while True:
             try:
-                resp = await client.get(f"{http_url}/metrics")
+                resp = await client.get(f"{_http_url(ws_url)}/metrics")
             except httpx.HTTPError:
                 return True  # no metrics to read (an older service, auth): nothing to wait for
             if resp.status_code != 200 or not red_flags_behind(resp.text):

@@ -221,17 +221,18 @@ def _token() -> str | None:
     return issue_token(secret, role="admin", subject="bench") if secret else None
 
 
+async def _caught_up(label: str, url: str, phase: str) -> None:
+    """Let the previous phase's backlog clear before the next phase (``wait_caught_up``); say so if it did not."""
+    from assistant.eval.bench import wait_caught_up
+
+    if not await wait_caught_up(url):
+        _say(f"{label}: red flags still behind after a minute; the {phase} phase starts anyway")
+
+
 async def _config(
     label: str, args: argparse.Namespace, *, url: str | None, env: dict[str, str] | None, duration: float
 ) -> dict[str, Any]:
-    from assistant.eval.bench import (
-        PhaseSpec,
-        ServerProcess,
-        load_scripts,
-        merge_config,
-        run_phase,
-        wait_caught_up,
-    )
+    from assistant.eval.bench import PhaseSpec, ServerProcess, load_scripts, merge_config, run_phase
 
     scripts = load_scripts()
     token = _token()
@@ -264,7 +265,7 @@ async def _config(
                 token=token,
                 scripts=scripts,
             )
-        await wait_caught_up(url)
+        await _caught_up(label, url, "saturation")
         _say(
             f"{label}: saturation, {args.saturation_calls} calls in a closed loop, {args.saturation_duration:g} s"
         )
@@ -275,8 +276,7 @@ async def _config(
             token=token,
             scripts=scripts,
         )
-        if not await wait_caught_up(url):
-            _say(f"{label}: red flags still behind after the saturation phase; the rate phase starts anyway")
+        await _caught_up(label, url, "rate")
         _say(f"{label}: {args.calls} calls, a chunk each every {args.rate_s:g} s, {duration:g} s")
         rate = await run_phase(
             url,
