@@ -3,21 +3,21 @@
 Modes (``ASSISTANT_INFERENCE_MODE``):
 
 - ``fp32``: the weights as trained; the reference every other mode is measured against.
-- ``int8``: smoothed int8 (CPU only): each Linear of the encoder layers but the feed-forward down-projection
-  computes ``(x / s) @ (W * s)`` with int8 weights (one scale per output channel) and dynamic int8
-  activations, ``s`` from the largest input seen per channel on calibration rows (``Int8Calibration``,
-  written by ``assistant calibrate`` beside the model). Why smoothing: MiniLM's activations have a few channels
-  far larger than the rest, so plain dynamic int8 (one scale per tensor) crushed the others and cost the fast
-  red-flag model 0.064 of validation mean F1; smoothed, 0.006, at half fp32's time per utterance on AVX2
-  (docs/benchmarks.md, sessions 16 and 17). The down-projection reads GELU outputs whose outliers no smoothing
-  tames, so it stays fp32. The activation scale is computed over a pass, so a row's scores would depend on the
-  other rows in its batch: ``rows_per_pass`` makes int8 run rows one at a time.
+- ``int8``: smoothed int8 (CPU only): each Linear of the encoder layers computes ``(x / s) @ (W * s)`` with
+  int8 weights (one scale per output channel) and int8 activations with one scale per token
+  (``_TokenInt8Linear``), ``s`` from the largest input seen per channel on calibration rows
+  (``Int8Calibration``, written by ``assistant calibrate`` beside the model). Why smoothing: MiniLM's
+  activations have a few channels far larger than the rest, so plain dynamic int8 (one scale per tensor)
+  crushed the others and cost the fast red-flag model 0.064 of validation mean F1. Why a scale per token: a
+  scale per pass made a row's scores depend on its batch, so rows ran one at a time, and it crushed quiet tokens
+  beside loud ones, so the FFN down-projection had to stay fp32; per token, rows batch, the down-projection
+  is int8 too, and the fast model loses 0.003 of validation mean F1 to fp32 (0.874 vs 0.877) at ~30% less time
+  per utterance than the per-pass scheme (AVX2; docs/benchmarks.md, sessions 16, 17 and 20).
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
-- ``auto`` (default): bf16 on a CPU with native bf16 units; on other CPUs int8 for the red-flag classifier
-  (fp32, with a warning, for a model that has no int8 calibration) and fp32 for retrieval queries (``resolve``
-  says why); fp32 on a GPU. A process whose kernels are capped below bf16 units (``ONEDNN_MAX_CPU_ISA=AVX2``,
+- ``auto`` (default): bf16 on a CPU with native bf16 units; int8 on other CPUs (fp32, with a warning, for an
+  encoder that has no int8 calibration); fp32 on a GPU. A process whose kernels are capped below bf16 units (``ONEDNN_MAX_CPU_ISA=AVX2``,
   ``ATEN_CPU_CAPABILITY=avx2``) counts as a CPU without them. ``ASSISTANT_QUERY_INFERENCE_MODE`` sets the
   query encoder's mode apart.
 
@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional, TypeVar, Union, cast  # noqa: UP035 (TorchScript reads these)
+from typing import List, Literal, Optional, TypeVar, Union  # noqa: UP035 (TorchScript reads these)
 
 import torch
 
@@ -101,36 +101,23 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve(mode: str, device: torch.device, *, queries: bool = False) -> Precision:
+def resolve(mode: str, device: torch.device) -> Precision:
     """The precision a mode runs at on a device; raises ValueError for a mode the device cannot run.
 
-    ``auto`` on a CPU without bf16 units: int8 for the red-flag classifier (a loader whose model has no int8
-    calibration runs fp32 instead, and warns), fp32 for live retrieval ``queries``. Why not int8 for queries:
-    int8 runs rows one at a time, and the query encoder forms the larger batches (it waits behind red flags),
-    where fp32's batched passes are cheaper: AVX2, saturation 349-374 chunks/s with int8 queries against
-    425-437 with fp32 ones, for a 500-call p95 no better (72-177 vs 105-156 ms). The classifier gains: 3.6
-    instead of 4.9 ms of CPU per red-flag pass in the service (docs/benchmarks.md, session 17).
+    ``auto``: bf16 on a CPU with bf16 units, int8 on other CPUs (a loader whose model has no int8 calibration
+    runs fp32 instead, and warns), fp32 on a GPU. Until session 20 live retrieval queries stayed fp32 under
+    ``auto``, because int8 ran rows one at a time; with a scale per token they batch, and run in ~0.65x fp32's
+    time at the same dev MRR (docs/benchmarks.md, session 20).
     """
     if mode not in MODES:
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode == "auto":
         if device.type != "cpu":
             return "fp32"
-        if cpu_has_native_bf16():
-            return "bf16"
-        return "fp32" if queries else "int8"
+        return "bf16" if cpu_has_native_bf16() else "int8"
     if mode == "int8" and device.type != "cpu":
         raise ValueError("inference mode int8 runs on the CPU only; use fp32 or bf16 on cuda")
     return mode  # type: ignore[return-value]
-
-
-def rows_per_pass(precision: str, preferred: int) -> int:
-    """How many rows may share one forward pass in ``precision``: 1 for int8, ``preferred`` otherwise.
-
-    Dynamic int8 quantises activations with one scale per pass, so rows batched together would change each
-    other's scores; a micro-batching service must give a row the same scores whatever else is in its batch.
-    """
-    return 1 if precision == "int8" else preferred
 
 
 def convert(module: M, precision: Precision, calibration: Int8Calibration | None = None) -> M:
@@ -233,10 +220,10 @@ def trace(
 CALIBRATION_FILE = INT8_CALIBRATION_FILE
 # Smoothing strength: 0.4 was the best of 0.25 / 0.4 / 0.5 on the fast model's validation (docs/benchmarks.md).
 SMOOTHING_ALPHA = 0.4
-# The Linears that run in int8: attention projections and the FFN's up-projection of every encoder layer. The
-# FFN's down-projection (``layer.N.output.dense``, after GELU) and every head stay fp32 (see the module doc).
+# The Linears that run in int8: every Linear of the encoder layers (attention projections, FFN up- and
+# down-projection); heads stay fp32.
 _INT8_LINEAR = re.compile(
-    r"(^|\.)layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense)$"
+    r"(^|\.)layer\.\d+\.(attention\.self\.(query|key|value)|(attention\.)?output\.dense|intermediate\.dense)$"
 )
 
 
@@ -323,51 +310,82 @@ def measure_int8_calibration(
     return Int8Calibration(maxima, weights, rows)
 
 
-class _Smoothed(torch.nn.Module):
-    """``x / s`` into a Linear whose input columns were multiplied by ``s``: the same product, tamer inputs."""
+class _TokenInt8Linear(torch.nn.Module):
+    """A smoothed Linear in int8 whose activations get one scale per token, so rows can share a pass.
+
+    Computes ``x @ W.T + b`` as ``s_t * ((x_t / (c * s_t)) @ (W * c).T) + b``: ``c`` the smoothing scales, ``s_t``
+    each token's largest |input| after smoothing, the bracket in int8 (fbgemm's dynamic kernel, int8 weights per
+    output channel). fbgemm picks one activation scale per call from the input's range; every token scaled to
+    [-1, 1] plus a fixed ``pin`` row holding the range's two ends make that range, and so every token's
+    quantisation, the same whatever else is in the pass: a row scores the same alone or in a batch (bit for
+    bit, tests/test_precision.py). The pin's ends, 1 and -64/63, make the zero point an exact integer (64 of
+    fbgemm's 0..127) so that 0 stays exact.
+    Why: one scale per pass made a row's scores depend on its batch, so int8 ran rows one at a time and re-read
+    every weight per row; batched, the int8 kernel does twice the work per second (AVX2, docs/benchmarks.md).
+    """
 
     inv: torch.Tensor
+    bias: torch.Tensor | None
+    pin: torch.Tensor
 
     def __init__(self, linear: torch.nn.Linear, scale: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("inv", (1.0 / scale).float())
-        self.linear = torch.nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        smoothed = torch.nn.Linear(linear.in_features, linear.out_features, bias=False)
         with torch.no_grad():
-            self.linear.weight.copy_(linear.weight.float() * scale[None, :])
-            if linear.bias is not None:
-                self.linear.bias.copy_(linear.bias.float())
+            smoothed.weight.copy_(linear.weight.float() * scale[None, :])
+        smoothed.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # type: ignore[assignment]
+        self.linear = torch.ao.nn.quantized.dynamic.Linear.from_float(smoothed)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        pin = torch.zeros(1, linear.in_features)
+        pin[0, 0], pin[0, 1] = 1.0, -64.0 / 63.0
+        self.register_buffer("pin", pin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x * self.inv)
+        rows = (x * self.inv).reshape(-1, x.shape[-1])
+        s = rows.abs().amax(1, keepdim=True).clamp_min(1e-12)
+        y = self.linear(torch.cat([rows / s, self.pin]))[:-1] * s
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape((*x.shape[:-1], y.shape[-1]))
+
+
+def check_coverage(module: torch.nn.Module, calibration: Int8Calibration) -> list[str]:
+    """``module``'s int8 Linears; raises CalibrationError when ``calibration`` lacks one of them.
+
+    A superset is fine: the first layers of a deeper encoder see the same inputs (the 4-layer query encoder).
+    A calibration written before session 20 lacks the FFN down-projections, which int8 quantises since.
+    """
+    names = int8_linear_names(module)
+    missing = sorted(set(names) - set(calibration.maxima))
+    if missing:
+        raise CalibrationError(
+            f"the int8 calibration lacks {len(missing)} of the model's {len(names)} int8 Linears, e.g. "
+            f"{missing[0]} (another architecture, or written by an older version); write it again with "
+            "`assistant calibrate`"
+        )
+    return names
 
 
 def smoothed_int8(module: M, calibration: Int8Calibration) -> M:
-    """A copy of ``module`` whose calibrated Linears are smoothed and quantised (int8 weights per channel).
+    """A copy of ``module`` whose calibrated Linears are smoothed and quantised (``_TokenInt8Linear``).
 
     ``s_j = max|x_j| ** alpha / max|W[:, j]| ** (1 - alpha)`` (SmoothQuant), kept as an explicit multiply:
     BERT is post-LN, so a LayerNorm's output is also the residual and the scales cannot be folded into it.
     Raises CalibrationError when the calibration lacks one of the module's int8 Linears.
     """
-    names = int8_linear_names(module)
-    # A superset is fine: the first layers of a deeper encoder see the same inputs (the 4-layer query encoder).
-    missing = sorted(set(names) - set(calibration.maxima))
-    if missing:
-        raise CalibrationError(
-            f"the int8 calibration is of another architecture: it lacks {len(missing)} of the model's "
-            f"{len(names)} int8 Linears, e.g. {missing[0]}"
-        )
+    names = check_coverage(module, calibration)
     out = copy.deepcopy(module)
-    for name in names:
-        parent_name, _, attr = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        linear = getattr(parent, attr)
-        w = linear.weight.detach().float().abs().amax(0).clamp(min=1e-5)
-        x = calibration.maxima[name].clamp(min=1e-5)
-        scale = (x**calibration.alpha / w ** (1 - calibration.alpha)).clamp(min=1e-2, max=1e2)
-        setattr(parent, attr, _Smoothed(linear, scale))
-    spec = {f"{n}.linear": torch.ao.quantization.per_channel_dynamic_qconfig for n in names}
     with warnings.catch_warnings():
         # torch 2.13 deprecates quantized tensor types for a future release; torch is pinned (pyproject), and
         # tests/test_precision.py fails loudly the day the API goes.
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
-        return cast(M, torch.ao.quantization.quantize_dynamic(out, spec, dtype=torch.qint8))
+        for name in names:
+            parent_name, _, attr = name.rpartition(".")
+            parent = out.get_submodule(parent_name) if parent_name else out
+            linear = getattr(parent, attr)
+            w = linear.weight.detach().float().abs().amax(0).clamp(min=1e-5)
+            x = calibration.maxima[name].clamp(min=1e-5)
+            scale = (x**calibration.alpha / w ** (1 - calibration.alpha)).clamp(min=1e-2, max=1e2)
+            setattr(parent, attr, _TokenInt8Linear(linear, scale))
+    return out

@@ -64,8 +64,7 @@ class Settings(BaseSettings):
     # The red-flag classifier's mode. auto: bf16 on a CPU with bf16 units (AMX / AVX512-BF16), else smoothed int8
     # (fp32 for a model without an int8 calibration); fp32 on a GPU (precision.py).
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
-    # The retrieval query encoder's mode; auto: bf16 with bf16 units, else fp32 (its batched passes saturate later
-    # than int8 rows, precision.resolve); fp32 on a GPU.
+    # The retrieval query encoder's mode; auto: as the classifier's (int8 needs models/retrieval's calibration).
     query_inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
     # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.

@@ -66,17 +66,18 @@ from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Sug
 
 log = logging.getLogger(__name__)
 
-# The red-flag batch limit where the classifier runs rows one at a time (int8): there a batch only shares the
-# tokenising, and its results come back when its last row is done, so a long batch only delays its first rows
-# (AVX2, 1,000 calls: red flags p50 / p95 602 / 1,002 ms with batches of 64, 168 / 573 ms with 16).
-ROWS_ONE_AT_A_TIME_BATCH = 16
+# The red-flag batch limit for an int8 classifier. A batch's results come back when its last row is done, and
+# int8's cost per row is flat from about 16 rows (AVX2: 2.6-2.8 ms at 16-32), so a longer batch only delays its
+# first rows. Capped Zen 4, 500 calls, two alternating pairs: red flags p95 113 / 210 ms with batches of 16,
+# 723 / 387 with 64; one call alone 5.1 / 6.5 vs 10.7 / 8.8 ms (docs/benchmarks.md, session 20).
+INT8_REDFLAG_BATCH = 16
 SEVERITY_EVENT_STEP = 0.05  # a severity event when the level changes or the score moves at least this much
 
 
 def redflag_batch_size(settings: Settings, analyzer: RedFlagAnalyzer) -> int:
-    """The red-flag batcher's limit: ``batch_max_size``, at most ``ROWS_ONE_AT_A_TIME_BATCH`` for an int8 model."""
+    """The red-flag batcher's limit: ``batch_max_size``, at most ``INT8_REDFLAG_BATCH`` for an int8 model."""
     if getattr(analyzer, "precision", None) == "int8":
-        return min(settings.batch_max_size, ROWS_ONE_AT_A_TIME_BATCH)
+        return min(settings.batch_max_size, INT8_REDFLAG_BATCH)
     return settings.batch_max_size
 
 

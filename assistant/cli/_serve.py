@@ -141,11 +141,11 @@ def precision_choice(settings: Settings) -> str:
     cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")
     parts = []
-    for what, mode, variable, queries in (
-        ("red flags", settings.inference_mode, "ASSISTANT_INFERENCE_MODE", False),
-        ("retrieval queries", settings.query_inference_mode, "ASSISTANT_QUERY_INFERENCE_MODE", True),
+    for what, mode, variable in (
+        ("red flags", settings.inference_mode, "ASSISTANT_INFERENCE_MODE"),
+        ("retrieval queries", settings.query_inference_mode, "ASSISTANT_QUERY_INFERENCE_MODE"),
     ):
-        chosen = precision.resolve(mode, device, queries=queries)
+        chosen = precision.resolve(mode, device)
         if mode == "auto":
             why = "a GPU" if cuda else _why(chosen == "bf16")
             parts.append(f"{what} {chosen} (auto: {why}; {variable} sets another)")

@@ -153,10 +153,22 @@ class SentenceEmbedder:
         if self._model is None:
             self.warm_up()
         try:
-            chosen = precision.resolve(mode, torch.device(str(self._model.device)), queries=True)
+            chosen = precision.resolve(mode, torch.device(str(self._model.device)))
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
-        int8 = self._int8_calibration(calibration) if chosen == "int8" else None
+        int8 = None
+        if chosen == "int8":
+            try:
+                int8 = self._int8_calibration(calibration)
+            except ModelLoadError as e:
+                if mode == "int8":
+                    raise
+                logger.warning(
+                    "no usable int8 calibration: retrieval queries run fp32, about 1.5x int8's time "
+                    "(write one with `assistant calibrate retrieval`)",
+                    extra={"reason": str(e), "fix": "assistant calibrate retrieval"},
+                )
+                chosen = "fp32"
         try:
             self._queries = precision.convert(self._model, chosen, int8)
         except ValueError as e:
@@ -183,7 +195,9 @@ class SentenceEmbedder:
         try:
             if path is None:
                 raise precision.CalibrationError("no int8 calibration file was given for the query encoder")
-            return precision.Int8Calibration.load(path, weights=self.weights_digest())
+            calibration = precision.Int8Calibration.load(path, weights=self.weights_digest())
+            precision.check_coverage(self._model, calibration)
+            return calibration
         except precision.CalibrationError as e:
             raise ModelLoadError(f"{e} (`assistant calibrate retrieval`)") from e
 
@@ -237,14 +251,11 @@ class SentenceEmbedder:
         """
         import torch
 
-        from assistant import precision
-
         model = self._query_model()
         features = self._features(list(texts), model)
         lengths = features["attention_mask"].sum(dim=1)
         lens = lengths.tolist()
-        size = precision.rows_per_pass(self.query_precision, DEFAULT_MAX_SIZE)
-        groups = length_groups(lens, max_size=size)
+        groups = length_groups(lens, max_size=DEFAULT_MAX_SIZE)
         if self._groups is not None:
             order, bounds, widths = group_layout(groups, lens)
             with torch.inference_mode():
@@ -277,7 +288,7 @@ class SentenceEmbedder:
             self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # sentence-transformers batches its own way: int8 queries go the direct path, which runs them one by one.
+        # sentence-transformers batches its own way: int8 queries go the direct path, in length groups.
         if progress is None and (
             self._traced is not None or len(texts) == 1 or self.query_precision == "int8"
         ):

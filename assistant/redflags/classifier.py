@@ -223,7 +223,7 @@ class RedFlagClassifier:
         net.load_state_dict(state, strict=False)
         tokenizer = AutoTokenizer.from_pretrained(str(base))
         torch_device = resolve_device(device)
-        mode, calibration = _int8_calibration(path, mode, torch_device)
+        mode, calibration = _int8_calibration(path, mode, torch_device, net)
         return cls(
             net,
             tokenizer,
@@ -291,7 +291,7 @@ class RedFlagClassifier:
         lens = lengths.tolist()
         # A batch from many calls mixes short and long inputs: groups of similar length, each cut to its
         # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
-        groups = length_groups(lens, max_size=precision.rows_per_pass(self.precision, _SUB_BATCH))
+        groups = length_groups(lens, max_size=_SUB_BATCH)
         if self._groups is not None:
             return (*self._forward_scripted(batch, prior, lens, groups), batch)
         n, width = batch.input_ids.shape
@@ -470,7 +470,7 @@ def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _int8_calibration(
-    path: Path, mode: str, device: torch.device
+    path: Path, mode: str, device: torch.device, net: RedFlagNet
 ) -> tuple[str, precision.Int8Calibration | None]:
     """The mode to load ``path`` in and, for int8, its calibration. ``auto`` runs fp32 (and says so) where
     int8 was its choice but the model has no usable calibration; an explicit ``int8`` fails instead."""
@@ -480,9 +480,11 @@ def _int8_calibration(
     except ValueError as e:
         raise ModelLoadError(str(e)) from e
     try:
-        return mode, precision.Int8Calibration.load(
+        calibration = precision.Int8Calibration.load(
             path / precision.CALIBRATION_FILE, weights=_sha256(path / WEIGHTS_FILE)
         )
+        precision.check_coverage(net, calibration)
+        return mode, calibration
     except precision.CalibrationError as e:
         if mode == "int8":
             raise ModelLoadError(f"{e} (`assistant calibrate redflags --model {path}`)") from e

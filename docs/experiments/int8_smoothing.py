@@ -120,11 +120,18 @@ def split_outliers(
 
 
 def smoothed_int8(
-    module: torch.nn.Module, maxima: dict[str, torch.Tensor], alpha: float, skip: list[str], outliers: int = 0
+    module: torch.nn.Module,
+    maxima: dict[str, torch.Tensor],
+    alpha: float,
+    skip: list[str],
+    outliers: int = 0,
+    per_token: bool = False,
 ) -> torch.nn.Module:
     """A copy of ``module`` with every Linear not matched by ``skip`` smoothed and quantised (per-channel weights).
 
-    ``outliers`` > 0: each FFN down-projection keeps that many input channels fp32 and quantises the rest."""
+    ``outliers`` > 0: each FFN down-projection keeps that many input channels fp32 and quantises the rest.
+    ``per_token``: activations get one scale per token (the product's ``_TokenInt8Linear``, session 20), not one
+    per pass."""
     out = copy.deepcopy(module)
     if outliers:
         out, extra = split_outliers(out, maxima, DOWN_PROJECTION, outliers)
@@ -140,7 +147,9 @@ def smoothed_int8(
         linear = getattr(parent, attr)
         w = linear.weight.detach().abs().amax(0).clamp(min=1e-5)
         scale = (maxima[name].clamp(min=1e-5) ** alpha / w ** (1 - alpha)).clamp(min=1e-2, max=1e2)
-        setattr(parent, attr, Smoothed(linear, scale))
+        setattr(parent, attr, (precision._TokenInt8Linear if per_token else Smoothed)(linear, scale))
+    if per_token:
+        return out
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
     spec = {f"{n}.linear": qconfig for n in names}
     return torch.ao.quantization.quantize_dynamic(out, spec, dtype=torch.qint8)
@@ -157,6 +166,9 @@ def main() -> None:
     parser.add_argument(
         "--outliers", type=int, default=0, help="FFN down-projection input channels kept fp32 (the rest int8)"
     )
+    parser.add_argument(
+        "--per-token", action="store_true", help="one activation scale per token (the product's)"
+    )
     parser.add_argument("--latency", action="store_true")
     args = parser.parse_args()
 
@@ -166,7 +178,7 @@ def main() -> None:
     def convert(module: Any, chosen: Any, calibration: Any = None) -> Any:
         # The shipped calibration is ignored: this script measures its own maxima and tries other variants.
         return (
-            smoothed_int8(module, maxima, args.alpha, args.skip, args.outliers)
+            smoothed_int8(module, maxima, args.alpha, args.skip, args.outliers, args.per_token)
             if chosen == "int8"
             else plain(module, chosen, calibration)
         )

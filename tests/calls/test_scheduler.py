@@ -379,15 +379,15 @@ def test_a_pass_takes_only_the_items_it_can_finish_by_their_deadlines() -> None:
 
 
 def test_an_int8_red_flag_model_gets_short_batches_others_the_configured_size() -> None:
-    from assistant.calls.pipeline import ROWS_ONE_AT_A_TIME_BATCH, redflag_batch_size
+    from assistant.calls.pipeline import INT8_REDFLAG_BATCH, redflag_batch_size
     from assistant.settings import load_settings
     from assistant.testing import KeywordAnalyzer
 
     settings = load_settings(batch_max_size=64)
     int8, bf16 = KeywordAnalyzer(), KeywordAnalyzer()
     int8.precision, bf16.precision = "int8", "bf16"  # type: ignore[attr-defined]
-    # int8 runs rows one at a time: a batch only delays its first rows' results (pipeline.py).
-    assert redflag_batch_size(settings, int8) == ROWS_ONE_AT_A_TIME_BATCH < 64
+    # int8's cost per row is flat past 16 rows: a longer batch only delays its first rows' results (pipeline.py).
+    assert redflag_batch_size(settings, int8) == INT8_REDFLAG_BATCH < 64
     assert redflag_batch_size(settings, bf16) == 64
     assert redflag_batch_size(settings, KeywordAnalyzer()) == 64  # the fakes have no precision
     assert redflag_batch_size(load_settings(batch_max_size=4), int8) == 4  # never above the setting

@@ -59,14 +59,16 @@ def test_minilm_int8_queries_stay_close_to_fp32() -> None:
     # and each stays far closer to its own fp32 vector than to any other query's.
     assert (cosines > 0.97).all(), cosines
     assert ((b @ a.T).argmax(axis=1) == [0, 1, 2]).all()
-    # int8's activation scale is per batch, so queries run one at a time: a batch equals its rows alone.
+    # int8 scales each token alone, so queries batch. A row's vector in a batch is its vector alone but for the
+    # fp32 noise of padded attention, which can tip an int8 rounding and carry it up the layers: measured, cosine
+    # 0.9991-1.0 to the vector alone, within int8's own distance to fp32 (0.998-0.999).
     alone = np.vstack([int8.encode([t]) for t in texts])
-    assert np.allclose(b, alone, atol=1e-6)
+    assert ((b * alone).sum(axis=1) > 0.998).all(), (b * alone).sum(axis=1)
 
 
 @pytest.mark.slow
-def test_int8_queries_need_the_calibration_and_auto_keeps_them_fp32_without_bf16_units(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_int8_queries_need_the_calibration_and_auto_runs_them_int8_without_bf16_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from assistant import precision
 
@@ -74,5 +76,9 @@ def test_int8_queries_need_the_calibration_and_auto_keeps_them_fp32_without_bf16
     with pytest.raises(ModelLoadError, match="assistant calibrate retrieval"):
         emb.set_query_precision("int8", calibration=tmp_path / "missing.safetensors")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    emb.set_query_precision("auto", calibration=None)
+    emb.set_query_precision("auto", calibration=get_settings().retrieval_int8_calibration_path())
+    assert emb.query_precision == "int8"
+    with caplog.at_level("WARNING"):
+        emb.set_query_precision("auto", calibration=None)  # no calibration: auto runs fp32 and says so
     assert emb.query_precision == "fp32"
+    assert "assistant calibrate retrieval" in caplog.text

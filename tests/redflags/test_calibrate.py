@@ -51,7 +51,7 @@ def test_calibrate_retrieval_covers_all_six_layers(
 
     emb = SentenceEmbedder(layers=4)  # the shallower query encoder uses the first four layers' scales
     calibration = precision.Int8Calibration.load(out, weights=emb.weights_digest())
-    assert len(calibration.maxima) == 6 * 5
+    assert len(calibration.maxima) == 6 * 6  # q, k, v, attention out, FFN up and down, per layer
     assert all(bool((v > 0).all()) for v in calibration.maxima.values())
     emb.set_query_precision("int8", calibration=out)
     assert emb.query_precision == "int8"

@@ -117,7 +117,7 @@ def test_serve_says_which_red_flag_model_and_retrieval_depth_auto_chose_and_why(
 
     avx2 = precision_choice(_settings(monkeypatch, bf16=False))
     assert avx2.startswith("red flags int8 (auto: no bf16 units")
-    assert "retrieval queries fp32 (auto: no bf16 units" in avx2
+    assert "retrieval queries int8 (auto: no bf16 units" in avx2
     amx = precision_choice(_settings(monkeypatch, bf16=True))
     assert (
         amx.startswith("red flags bf16 (auto: a GPU or bf16 units") and "retrieval queries bf16 (auto" in amx

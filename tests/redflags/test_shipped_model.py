@@ -60,12 +60,13 @@ def test_shipped_model_on_unseen_cases(shipped: RedFlagClassifier, case: dict[st
 def test_shipped_model_batch_equals_one_at_a_time(shipped: RedFlagClassifier) -> None:
     texts = [c["text"] for c in CASES]
     fp32 = load_classifier(get_settings(), mode="fp32")
-    # int8 runs rows one at a time (its activation scale is per batch), so it must match exactly.
+    # int8 scales each token alone, so a row's scores do not depend on its batch, but for fp32 noise tipping an
+    # int8 rounding (at most 2.1e-3 measured, tests/test_precision.py).
     int8 = load_classifier(get_settings(), mode="int8")
-    for clf in (fp32, int8):
+    for clf, atol in ((fp32, 1e-5), (int8, 5e-3)):
         batch = clf.probabilities([Utterance(t, ("hello",)) for t in texts])
         singles = torch.cat([clf.probabilities([Utterance(t, ("hello",))]) for t in texts])
-        assert torch.allclose(batch, singles, atol=1e-5), (clf.precision, (batch - singles).abs().max())
+        assert torch.allclose(batch, singles, atol=atol), (clf.precision, (batch - singles).abs().max())
     # bf16 (the shipped mode on CPUs with bf16 units) sums padded rows in a different order, and keeps 8 bits
     # of mantissa: compare logits, within 0.1 (which moves p=0.5 by 0.025) or two bf16 steps at the logit's
     # magnitude, whichever is larger (measured on the session-12 model: 0.031 where |logit| < 6, 0.125 at -12.5,
