@@ -8,18 +8,19 @@ Modes (``ASSISTANT_INFERENCE_MODE``):
   (``_TokenInt8Linear``), ``s`` from the largest input seen per channel on calibration rows
   (``Int8Calibration``, written by ``assistant calibrate`` beside the model). Why smoothing: MiniLM's
   activations have a few channels far larger than the rest, so plain dynamic int8 (one scale per tensor)
-  crushed the others and cost the fast red-flag model 0.064 of validation mean F1. Why a scale per token: a
-  scale per pass made a row's scores depend on its batch, so rows ran one at a time, and it crushed quiet tokens
-  beside loud ones, so the FFN down-projection had to stay fp32; per token, rows batch, the down-projection
-  is int8 too, and the fast model loses 0.003 of validation mean F1 to fp32 (0.874 vs 0.877) at ~30% less time
-  per utterance than the per-pass scheme (AVX2; docs/benchmarks.md, sessions 16, 17 and 20).
+  crushed the others and cost the fast red-flag model 0.064 of validation mean F1. Why a scale per token:
+  a scale per pass made a row's scores depend on its batch, so rows ran one at a time, and it crushed quiet
+  tokens beside loud ones, so the FFN down-projection had to stay fp32; per token, rows batch, the
+  down-projection is int8 too, and the fast model loses 0.004 of validation mean F1 to fp32 (0.873 vs 0.877; the per-pass
+  scheme 0.872) at a quarter to a third less time per utterance than the per-pass scheme (AVX2;
+  docs/benchmarks.md, sessions 16, 17 and 20).
 - ``bf16``: bfloat16 weights. On CPUs with native bf16 matrix units (AMX / AVX512-BF16) it is the fastest for
   batches (measured on this project's 2-core Xeon, one thread: 1.9 vs 3.3 ms per utterance for the
   classifier at batch 64); on other CPUs it is emulated and slow.
 - ``auto`` (default): bf16 on a CPU with native bf16 units; int8 on other CPUs (fp32, with a warning, for an
-  encoder that has no int8 calibration); fp32 on a GPU. A process whose kernels are capped below bf16 units (``ONEDNN_MAX_CPU_ISA=AVX2``,
-  ``ATEN_CPU_CAPABILITY=avx2``) counts as a CPU without them. ``ASSISTANT_QUERY_INFERENCE_MODE`` sets the
-  query encoder's mode apart.
+  encoder that has no int8 calibration); fp32 on a GPU. A process whose kernels are capped below bf16 units
+  (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``) counts as a CPU without them.
+  ``ASSISTANT_QUERY_INFERENCE_MODE`` sets the query encoder's mode apart.
 
 Each mode's accuracy is measured, not assumed: ``assistant eval redflags --mode`` and
 ``assistant eval retrieval --mode`` (figures in the README and the model card).
@@ -317,11 +318,11 @@ class _TokenInt8Linear(torch.nn.Module):
     each token's largest |input| after smoothing, the bracket in int8 (fbgemm's dynamic kernel, int8 weights per
     output channel). fbgemm picks one activation scale per call from the input's range; every token scaled to
     [-1, 1] plus a fixed ``pin`` row holding the range's two ends make that range, and so every token's
-    quantisation, the same whatever else is in the pass: a row scores the same alone or in a batch (bit for
-    bit, tests/test_precision.py). The pin's ends, 1 and -64/63, make the zero point an exact integer (64 of
-    fbgemm's 0..127) so that 0 stays exact.
+    quantisation, the same whatever else is in the pass: this layer gives a row the same output alone or in a
+    batch, bit for bit (in a whole model, fp32 noise upstream can still tip a rounding: tests/test_precision.py).
+    The pin's ends, 1 and -64/63, make the zero point an exact integer (64 of fbgemm's 0..127), so 0 stays exact.
     Why: one scale per pass made a row's scores depend on its batch, so int8 ran rows one at a time and re-read
-    every weight per row; batched, the int8 kernel does twice the work per second (AVX2, docs/benchmarks.md).
+    every weight per row; batched, the int8 kernel does 1.5-1.8x the work per second (AVX2, docs/benchmarks.md).
     """
 
     inv: torch.Tensor
