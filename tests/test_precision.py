@@ -17,12 +17,6 @@ from assistant.types import Utterance
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize(
     ("native_bf16", "device", "expected"),
     [(True, CPU, "bf16"), (False, CPU, "int8"), (True, GPU, "fp32"), (False, GPU, "fp32")],
@@ -296,13 +290,14 @@ def test_int8_needs_the_models_calibration_and_auto_runs_fp32_without_it(
 ) -> None:
     import shutil
 
+    from assistant.eval.checklist import file_sha256
     from assistant.redflags.classifier import RedFlagClassifier
 
     model = tmp_path / "m"
     shutil.copytree(load_settings().models_dir / "redflags-fast", model)
     assert RedFlagClassifier.load(model, mode="int8").precision == "int8"  # the shipped calibration
     file = model / precision.CALIBRATION_FILE
-    shipped = precision.Int8Calibration.load(file, weights=_file_sha256(model / "weights.safetensors"))
+    shipped = precision.Int8Calibration.load(file, weights=file_sha256(model / "weights.safetensors"))
     # One written before session 20 had no FFN down-projections: refused with the command to write it again.
     older = {k: v for k, v in shipped.maxima.items() if not k.endswith(".output.dense") or "attention" in k}
     precision.Int8Calibration(older, shipped.weights, shipped.rows).save(file)
