@@ -48,6 +48,17 @@ def limit_onednn_cache(capacity: int) -> None:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
 
 
+def set_gil_switch_interval(ms: float) -> None:
+    """Let a thread that waits for the GIL get it after at most ``ms`` (Python's default: 5 ms).
+
+    The event loop gives the GIL away at every socket write and read, and must win it back from the model
+    threads, which hold it between their passes' C calls.
+    """
+    if ms <= 0:
+        raise ValueError(f"the GIL switch interval must be > 0 ms, got {ms}")
+    sys.setswitchinterval(ms / 1000.0)
+
+
 def raise_open_files_limit(wanted: int | None = None) -> tuple[int, int]:
     """Raise this process's soft limit on open files towards its hard limit; returns ``(soft, hard)`` after.
 

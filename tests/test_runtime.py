@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
+from assistant.runtime import (
+    limit_malloc_arenas,
+    limit_onednn_cache,
+    raise_open_files_limit,
+    set_gil_switch_interval,
+)
 
 
 def test_malloc_arenas_are_capped_on_linux_and_zero_means_untouched() -> None:
@@ -23,6 +28,18 @@ def test_onednn_cache_capacity_is_set_unless_the_user_set_it(monkeypatch: pytest
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
     limit_onednn_cache(8)  # an explicit environment variable wins
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+
+
+def test_gil_switch_interval_is_set_in_milliseconds_and_must_be_positive() -> None:
+    before = sys.getswitchinterval()
+    try:
+        set_gil_switch_interval(1.0)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        with pytest.raises(ValueError, match="> 0 ms"):
+            set_gil_switch_interval(0)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(before)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")

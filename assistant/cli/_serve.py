@@ -41,7 +41,12 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.api.server import DrainingServer
     from assistant.errors import InvalidInputError
     from assistant.logs import uvicorn_log_config
-    from assistant.runtime import limit_malloc_arenas, limit_onednn_cache, raise_open_files_limit
+    from assistant.runtime import (
+        limit_malloc_arenas,
+        limit_onednn_cache,
+        raise_open_files_limit,
+        set_gil_switch_interval,
+    )
     from assistant.settings import get_settings, load_settings
 
     base = get_settings()
@@ -58,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     check_open_mode(settings.host, has_secret=bool(settings.auth_secret), insecure=args.insecure)
     limit_malloc_arenas(settings.malloc_arena_max)
     limit_onednn_cache(settings.onednn_cache_capacity)
+    set_gil_switch_interval(settings.gil_switch_interval_ms)
     raise_open_files_limit()  # two sockets per live call
     app = create_app(settings)
     print(
