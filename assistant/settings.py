@@ -76,9 +76,10 @@ class Settings(BaseSettings):
     # oneDNN kernels cached per input shape for `assistant serve` (runtime.py); 0: oneDNN's default (1,024).
     onednn_cache_capacity: int = Field(default=1024, ge=0)
     # How long a Python thread may hold the GIL while another waits for it, in `assistant serve` (runtime.py).
-    # 1 ms, not Python's 5: the event loop wins the GIL back from the model threads sooner; at 300 calls on an
-    # AVX2-only Zen 3, p95 lower in 3 of 4 alternating pairs at the same CPU (docs/benchmarks.md, session 21).
-    gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
+    # Python's 5 ms by default. 1 ms lowered p95 at 300 calls on an AVX2-only Zen 3 (3 of 4 pairs) but raised it
+    # past capacity (500 calls: 2.96 vs 1.84 s, +4% CPU per chunk), and is unmeasured on bf16 CPUs
+    # (docs/benchmarks.md, session 21).
+    gil_switch_interval_ms: float = Field(default=5.0, gt=0, le=100)
 
     # Service
     host: str = "127.0.0.1"
