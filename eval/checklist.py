@@ -493,11 +493,3 @@ def card_section_of(card: str) -> str | None:
     _, rest = card.split(CARD_START, 1)
     body, _ = rest.split(CARD_END, 1)
     return CARD_START + body + CARD_END + "\n"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

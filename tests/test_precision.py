@@ -290,7 +290,7 @@ def test_int8_needs_the_models_calibration_and_auto_runs_fp32_without_it(
 ) -> None:
     import shutil
 
-    from assistant.eval.checklist import file_sha256
+    from assistant.digest import file_sha256
     from assistant.redflags.classifier import RedFlagClassifier
 
     model = tmp_path / "m"

@@ -68,12 +68,12 @@ def _run(args: argparse.Namespace) -> int:
             "--no-baselines and --no-tfidf"
         )
 
+    from assistant.digest import file_sha256
     from assistant.eval.baselines import KeywordRules, ProfanityCheck, TfidfLogReg
     from assistant.eval.checklist import (
         CASES_DIR,
         card_section,
         expected_figures,
-        file_sha256,
         format_table,
         load_cases,
         run_suite,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assistant.digest import file_sha256
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path
 from assistant.errors import ModelLoadError
 from assistant.padding import DEFAULT_MAX_SIZE, group_layout, length_groups
@@ -38,11 +39,7 @@ class Embedder(Protocol):
 
 @lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)  # size and mtime are the cache key: a replaced file is hashed again
 
 
 def weights_fingerprint(folder: Path) -> str:

@@ -89,6 +89,38 @@ def procedure_passages(proc: Procedure) -> list[Passage]:
     return out
 
 
+def best_per_group(scores: np.ndarray, members: np.ndarray, *, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """(best score, its index) per row of ``members``; see ``KnowledgeIndex.best_per_procedure``.
+
+    ``members``: per group, indices into ``scores`` ascending, padded with ``len(scores)``.
+    """
+    n = len(scores)
+    ext = np.empty(n + 1, dtype=np.result_type(scores.dtype, np.float32))  # argmax at the scores' precision
+    ext[:n] = scores
+    ext[n] = -np.inf
+    grid = ext[members]
+    rows = np.arange(len(members))
+    col = grid.argmax(axis=1)
+    best = grid[rows, col].astype(np.float32)
+    where = members[rows, col]
+    missing = best == -np.inf
+    best[missing] = fill
+    where[missing] = -1
+    return best, where
+
+
+def members_matrix(proc_of: np.ndarray, n_procedures: int) -> np.ndarray:
+    """Per group, the indices with that group in ``proc_of`` (ascending), padded with ``len(proc_of)``."""
+    n = len(proc_of)
+    counts = np.bincount(proc_of, minlength=n_procedures)
+    out = np.full((n_procedures, max(int(counts.max(initial=0)), 1)), n, dtype=np.int64)
+    filled = np.zeros(n_procedures, dtype=np.int64)
+    for i, p in enumerate(proc_of.tolist()):
+        out[p, filled[p]] = i
+        filled[p] += 1
+    return out
+
+
 def _doc_key(proc: Procedure) -> str:
     return hashlib.sha256(f"{PASSAGE_FORMAT}:{proc.content_hash}:{proc.source_label}".encode()).hexdigest()[
         :32
@@ -108,6 +140,9 @@ class KnowledgeIndex:
     _bm25: BM25Index | None = None
     _proc_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _proc_ids: list[str] = field(default_factory=list)
+    # Passage indices per procedure, ascending, padded with len(passages) (a slot that scores -inf):
+    # the best passage of every procedure is one argmax over rows, with no Python loop per query.
+    _members: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.int64))
 
     def __post_init__(self) -> None:
         import faiss
@@ -120,6 +155,7 @@ class KnowledgeIndex:
         self._proc_ids = list(self.procedures)
         pos = {pid: i for i, pid in enumerate(self._proc_ids)}
         self._proc_of = np.array([pos[p.procedure_id] for p in self.passages], dtype=np.int64)
+        self._members = members_matrix(self._proc_of, len(self._proc_ids))
 
     @property
     def empty(self) -> bool:
@@ -141,19 +177,16 @@ class KnowledgeIndex:
             raise DataError("KnowledgeIndex has no BM25 index; build it with build_index() or load_index()")
         return self._bm25.scores(text)
 
-    def per_procedure_max(self, passage_ids: np.ndarray, scores: np.ndarray, *, fill: float) -> np.ndarray:
-        """Best passage score per procedure (``fill`` where none of its passages is in ``passage_ids``)."""
-        out = np.full(len(self._proc_ids), -np.inf, dtype=np.float32)
-        np.maximum.at(out, self._proc_of[passage_ids], scores)
-        out[np.isneginf(out)] = fill
-        return out
+    def best_per_procedure(self, scores: np.ndarray, *, fill: float) -> tuple[np.ndarray, np.ndarray]:
+        """(best score per procedure, index of that passage) from one score per passage.
 
-    def best_passage(self, procedure_id: str, passage_scores: dict[int, float]) -> int | None:
-        best, best_s = None, -np.inf
-        for i, s in passage_scores.items():
-            if self.passages[i].procedure_id == procedure_id and s > best_s:
-                best, best_s = i, s
-        return best
+        A passage scored ``-inf`` is not a candidate; a procedure with no candidate gets ``fill`` and -1.
+        Ties go to the lower passage index.
+        """
+        n = len(self.passages)
+        if scores.shape != (n,):
+            raise ValueError(f"expected one score per passage ({n}), got shape {scores.shape}")
+        return best_per_group(scores, self._members, fill=fill)
 
     def step_passages(self, procedure_id: str) -> list[int]:
         return [i for i, p in enumerate(self.passages) if p.procedure_id == procedure_id and p.kind == "step"]

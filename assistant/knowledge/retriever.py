@@ -73,16 +73,11 @@ class _DenseScorer:
         return v / max(float(np.linalg.norm(v)), 1e-9)
 
     def procedure_scores(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(best cosine per procedure, index of that passage)."""
+        """(best cosine per procedure, index of that passage); -1 where none of its passages is a candidate."""
         scores, ids = self.index.dense_passage_scores(vector, k=DENSE_CANDIDATES)
-        n = len(self.index.procedure_ids)
-        best = np.full(n, -1.0, dtype=np.float32)
-        where = np.full(n, -1, dtype=np.int64)
-        for s, i in zip(scores, ids, strict=True):  # sorted best-first: the first hit per procedure wins
-            p = self.index._proc_of[i]
-            if where[p] < 0:
-                best[p], where[p] = s, i
-        return best, where
+        per_passage = np.full(len(self.index.passages), -np.inf, dtype=np.float32)
+        per_passage[ids] = scores
+        return self.index.best_per_procedure(per_passage, fill=-1.0)
 
 
 def _lexical_scores(
@@ -92,15 +87,7 @@ def _lexical_scores(
     ctx = _context_text(query)
     if ctx and context_weight > 0:
         s = s + context_weight * index.bm25_passage_scores(ctx)
-    n = len(index.procedure_ids)
-    best = np.zeros(n, dtype=np.float32)
-    where = np.full(n, -1, dtype=np.int64)
-    order = np.argsort(-s, kind="stable")
-    for i in order:
-        p = index._proc_of[i]
-        if where[p] < 0:
-            best[p], where[p] = s[i], i
-    return best, where
+    return index.best_per_procedure(s, fill=0.0)
 
 
 class DenseRetriever:
@@ -202,15 +189,18 @@ class FusedRetriever:
         else:
             sat = lex / (lex + self.lexical_scale)
             fused = (1 - self.lexical_weight) * dense + self.lexical_weight * sat
-        order = np.argsort(-fused, kind="stable")[:top_k]
+        order = np.argsort(-fused, kind="stable")[:top_k].tolist()
         ids = self.index.procedure_ids
+        # Plain lists first: one conversion per array instead of a float() per hit and field.
+        fused_l, dense_l, lex_l = fused.tolist(), dense.tolist(), lex.tolist()
+        dense_at_l, lex_at_l = dense_at.tolist(), lex_at.tolist()
         return [
             Hit(
                 ids[i],
-                float(fused[i]),
-                int(dense_at[i] if dense_at[i] >= 0 else lex_at[i]),
-                dense=float(dense[i]),
-                lexical=float(lex[i]),
+                fused_l[i],
+                dense_at_l[i] if dense_at_l[i] >= 0 else lex_at_l[i],
+                dense=dense_l[i],
+                lexical=lex_l[i],
             )
             for i in order
         ]

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from assistant import precision
+from assistant.digest import file_sha256
 from assistant.encoder import BASE_ENCODER_NAME, base_encoder_path, force_offline
 from assistant.errors import ModelLoadError
 from assistant.labels import GROUPS, LABELS
@@ -73,16 +73,8 @@ class RedFlagConfig:
     training: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def base_weights_digest(base: Path) -> str:
-    return _sha256(base / "model.safetensors")
+    return file_sha256(base / "model.safetensors")
 
 
 def library_versions() -> dict[str, str]:
@@ -481,7 +473,7 @@ def _int8_calibration(
         raise ModelLoadError(str(e)) from e
     try:
         calibration = precision.Int8Calibration.load(
-            path / precision.CALIBRATION_FILE, weights=_sha256(path / WEIGHTS_FILE)
+            path / precision.CALIBRATION_FILE, weights=file_sha256(path / WEIGHTS_FILE)
         )
         precision.check_coverage(net, calibration)
         return mode, calibration
@@ -513,7 +505,7 @@ def write_int8_calibration(path: Path, utterances: list[Utterance], *, batch_siz
             clf.probabilities(utterances[start : start + batch_size])
         return len(utterances)
 
-    calibration = precision.measure_int8_calibration(clf.net, run, weights=_sha256(path / WEIGHTS_FILE))
+    calibration = precision.measure_int8_calibration(clf.net, run, weights=file_sha256(path / WEIGHTS_FILE))
     out = path / precision.CALIBRATION_FILE
     calibration.save(out)
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.digest import file_sha256
 from assistant.errors import InvalidInputError
 from assistant.eval.baselines import KeywordRules
 from assistant.eval.checklist import (
@@ -19,7 +20,6 @@ from assistant.eval.checklist import (
     card_section,
     card_section_of,
     expected_figures,
-    file_sha256,
     load_cases,
     perturb,
     run_suite,
