@@ -138,7 +138,6 @@ class KnowledgeIndex:
     problems: list[KnowledgeProblem] = field(default_factory=list)
     _faiss: Any = None
     _bm25: BM25Index | None = None
-    _proc_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _proc_ids: list[str] = field(default_factory=list)
     # Passage indices per procedure, ascending, padded with len(passages) (a slot that scores -inf):
     # the best passage of every procedure is one argmax over rows, with no Python loop per query.
@@ -154,8 +153,8 @@ class KnowledgeIndex:
         self._bm25 = BM25Index([p.text for p in self.passages])
         self._proc_ids = list(self.procedures)
         pos = {pid: i for i, pid in enumerate(self._proc_ids)}
-        self._proc_of = np.array([pos[p.procedure_id] for p in self.passages], dtype=np.int64)
-        self._members = members_matrix(self._proc_of, len(self._proc_ids))
+        proc_of = np.array([pos[p.procedure_id] for p in self.passages], dtype=np.int64)
+        self._members = members_matrix(proc_of, len(self._proc_ids))
 
     @property
     def empty(self) -> bool:
