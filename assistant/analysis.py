@@ -17,7 +17,15 @@ from typing import Any
 
 from assistant.calls.severity import intensity, level_of
 from assistant.errors import InvalidInputError
-from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Speaker, Suggestion, Utterance
+from assistant.types import (
+    NextStepAdvisor,
+    RedFlagAnalyzer,
+    RedFlagResult,
+    Speaker,
+    Suggestion,
+    Utterance,
+    shares_query_vectors,
+)
 
 MAX_ANALYZE_CHARS = 100_000
 
@@ -72,10 +80,17 @@ def suggest_once(
     flags: RedFlagResult | None = None,
     *,
     speaker: Speaker = "customer",
+    vector: Any | None = None,
 ) -> list[Suggestion]:
-    """Suggestions for one utterance on a fresh call, the earlier turns passed as context."""
+    """Suggestions for one utterance on a fresh call, the earlier turns passed as context.
+
+    ``vector``: the utterance's query vector when one is at hand (the red-flag pass's); else the advisor
+    encodes the text.
+    """
     state = advisor.start_call()
-    return advisor.advise(state, speaker=speaker, text=text, context=tuple(context), flags=flags)
+    return advisor.advise(
+        state, speaker=speaker, text=text, context=tuple(context), flags=flags, vector=vector
+    )
 
 
 def analyze_once(
@@ -97,5 +112,7 @@ def analyze_once(
     suggestions: list[Suggestion] = []
     if advisor is not None and text.strip():
         who: Speaker = "agent" if speaker == "agent" else "customer"
-        suggestions = suggest_once(advisor, text, context, flags, speaker=who)
+        # The vector a live call's customer turn would search with: the red-flag pass's, where it has one.
+        vector = flags.query_vector if who == "customer" and shares_query_vectors(analyzer, advisor) else None
+        suggestions = suggest_once(advisor, text, context, flags, speaker=who, vector=vector)
     return Analysis(text=text, flags=flags, suggestions=suggestions)

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
     # The retrieval query encoder's mode; auto: as the classifier's (int8 needs models/retrieval's calibration).
     query_inference_mode: Literal["auto", "fp32", "int8", "bf16"] = "auto"
+    # A customer chunk's retrieval query vector from its red-flag pass (assistant.redflags.querymap): one encoder
+    # pass per chunk instead of two. auto: where the red-flag model has a query map fitted for the retrieval
+    # encoder the service runs; on: the same, and refuse to start without one; off: queries get their own pass.
+    shared_query_pass: Literal["auto", "on", "off"] = "auto"
     # Threads per model pass. The service runs two model workers side by side (red flags, query encoder):
     # one thread each fills two cores without the oversubscription that made latency 40x worse when tested.
     torch_threads: int = Field(default=1, ge=0, description="0: torch's default (all cores)")

@@ -6,7 +6,7 @@ These dataclasses are the boundaries between packages; each package keeps its in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 Speaker = Literal["customer", "agent"]
@@ -43,6 +43,9 @@ class RedFlagResult:
     labels: dict[str, LabelScore]
     groups: dict[str, float]
     truncated: bool = False
+    # The utterance's retrieval query vector from the same pass (a classifier with a query map), else None;
+    # never serialised (assistant.redflags.querymap).
+    query_vector: Any = field(default=None, compare=False, repr=False)
 
     @property
     def flagged(self) -> list[str]:
@@ -168,3 +171,10 @@ class NextStepAdvisor(Protocol):
     def procedure(self, procedure_id: str) -> ProcedureOutline | None:
         """The SOP with this id, or None (unknown id, or an advisor without a knowledge base)."""
         ...
+
+
+def shares_query_vectors(analyzer: RedFlagAnalyzer, advisor: NextStepAdvisor | None) -> bool:
+    """Whether ``analyzer``'s results carry query vectors ``advisor`` can search with: both name the same
+    retrieval encoder (``query_space``: a classifier with a query map, the advisor's embedder)."""
+    space = getattr(analyzer, "query_space", None)
+    return space is not None and advisor is not None and space == getattr(advisor, "query_space", None)

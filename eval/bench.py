@@ -764,11 +764,14 @@ def optimized_env(
         "ASSISTANT_EMBED_BATCHING": "true",
         "ASSISTANT_TORCHSCRIPT": "true",
         "ASSISTANT_TORCH_THREADS": str(torch_threads),
+        # Recorded, not chosen: the operator's setting (auto by default) decides where queries come from.
+        "ASSISTANT_SHARED_QUERY_PASS": os.environ.get("ASSISTANT_SHARED_QUERY_PASS", "auto"),
     }
 
 
 def naive_env(*, device: str, torch_threads: int) -> dict[str, str]:
-    """One chunk at a time: batch size 1, no batching wait, full fp32 eager models, query encoding unbatched."""
+    """One chunk at a time: batch size 1, no batching wait, full fp32 eager models, a query encoder pass of its
+    own per customer chunk, unbatched."""
     return {
         "ASSISTANT_INFERENCE_MODE": "fp32",
         "ASSISTANT_QUERY_INFERENCE_MODE": "fp32",
@@ -777,6 +780,7 @@ def naive_env(*, device: str, torch_threads: int) -> dict[str, str]:
         "ASSISTANT_BATCH_MAX_SIZE": "1",
         "ASSISTANT_BATCH_MAX_WAIT_MS": "0",
         "ASSISTANT_EMBED_BATCHING": "false",
+        "ASSISTANT_SHARED_QUERY_PASS": "off",
         "ASSISTANT_TORCH_THREADS": str(torch_threads),
     }
 

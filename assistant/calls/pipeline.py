@@ -62,7 +62,14 @@ from assistant.guidance.live import CallGuidance
 from assistant.inference import BatcherStopped, BatchStats, MicroBatcher, Shed
 from assistant.labels import LABEL_TO_GROUP
 from assistant.settings import Settings
-from assistant.types import NextStepAdvisor, RedFlagAnalyzer, RedFlagResult, Suggestion, Utterance
+from assistant.types import (
+    NextStepAdvisor,
+    RedFlagAnalyzer,
+    RedFlagResult,
+    Suggestion,
+    Utterance,
+    shares_query_vectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +131,12 @@ class AnalysisPipeline:
             workers=settings.redflag_workers,
             helper_backlog=settings.redflag_helper_backlog,
         )
-        # The advisor's query encoding is a second encoder pass per customer chunk: batched across calls in its
-        # own worker thread when the advisor has an encoder to batch (the real one has; the rule fake has none).
-        # It yields to the red flags' batcher and its queue is bounded (docs/protocol.md, "Overload").
+        # A classifier with a query map returns each customer chunk's query vector from its own pass
+        # (assistant.redflags.querymap): no second encoder pass for those chunks.
+        self.shared_queries = shares_query_vectors(analyzer, advisor)
+        # Otherwise the advisor's query encoding is a second encoder pass per customer chunk: batched across calls
+        # in its own worker thread when the advisor has an encoder to batch (the real one has; the rule fake has
+        # none). It yields to the red flags' batcher and its queue is bounded (docs/protocol.md, "Overload").
         self.embed_batcher: MicroBatcher[str, Any] | None = None
         encoder = advisor.query_encoder() if advisor is not None and settings.embed_batching else None
         if encoder is not None:
@@ -218,6 +228,7 @@ class AnalysisPipeline:
             and encoder is not None
             and chunk.text.strip()
             and advisor.needs_vector(chunk.speaker)
+            and not (self.shared_queries and chunk.speaker == "customer")
         ):
             # Encoded while the classifier scores the chunk; skipped by the batcher if it cannot start in time.
             deadline = chunk.received + self.settings.suggestion_max_age_ms / 1000.0
@@ -289,7 +300,10 @@ class AnalysisPipeline:
             chunk.speaker == "customer"
             and time.perf_counter() - chunk.received > self.settings.suggestion_max_age_ms / 1000.0
         ):
-            return "suggestions"  # no batched encoder (fakes, ASSISTANT_EMBED_BATCHING=false): the age alone
+            return "suggestions"  # no encoder pass to wait for (the red-flag pass's vector, fakes): the age alone
+        shared = item.flags.query_vector if self.shared_queries and item.flags is not None else None
+        if "vector" not in extra and shared is not None:
+            extra["vector"] = shared
         flags = item.flags
         if chunk.speaker == "customer":
             flags = carry_flags(self._carried.pop(live.call_id, None), flags)
@@ -546,7 +560,7 @@ class AnalysisPipeline:
                 "AnalysisPipeline.analyze_once() before start(); start it in the app lifespan"
             )
         loop = asyncio.get_running_loop()
-        batched = _ThroughBatcher(self.batcher, loop)
+        batched = _ThroughBatcher(self.batcher, loop, getattr(self.analyzer, "query_space", None))
         run = partial(analyze_once, batched, self.advisor, red, ctx)
         return await loop.run_in_executor(self._advisor_pool, run)
 
@@ -555,10 +569,14 @@ class _ThroughBatcher:
     """A ``RedFlagAnalyzer`` for a worker thread that scores through the event loop's micro-batcher."""
 
     def __init__(
-        self, batcher: MicroBatcher[Utterance, RedFlagResult], loop: asyncio.AbstractEventLoop
+        self,
+        batcher: MicroBatcher[Utterance, RedFlagResult],
+        loop: asyncio.AbstractEventLoop,
+        query_space: str | None = None,
     ) -> None:
         self._batcher = batcher
         self._loop = loop
+        self.query_space = query_space  # the batched analyzer's: its results carry query vectors
 
     def warm_up(self) -> None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the retrieval encoder's first N layers, for queries and passages (default: what the service runs "
         "here, ASSISTANT_QUERY_ENCODER_LAYERS: 6 with bf16 units or a GPU, else 4)",
     )
+    p.add_argument(
+        "--shared-pass",
+        action="store_true",
+        help="queries from the red-flag model's pass through its query map, as the service runs them where the "
+        "model has one for this retrieval encoder (ASSISTANT_SHARED_QUERY_PASS); --mode is then the red-flag "
+        "model's precision",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -76,22 +84,27 @@ def _run(args: argparse.Namespace) -> int:
     embedder.set_query_precision(  # as the service runs it
         args.mode, torchscript=settings.torchscript, calibration=settings.retrieval_int8_calibration_path()
     )
+    queries: Any = embedder
+    if args.shared_pass:
+        queries = _RedFlagQueries.load(settings, args, embedder.fingerprint)
     unknown = sorted({r for ex in examples for r in ex.relevant} - set(index.procedures))
     if unknown:
         print(f"warning: relevant ids not in the knowledge base: {', '.join(unknown)}")
     report = evaluate(
-        FusedRetriever(index, embedder),
+        FusedRetriever(index, queries),
         examples,
-        baselines={"bm25": BM25Retriever(index), "dense": DenseRetriever(index, embedder)},
+        baselines={"bm25": BM25Retriever(index), "dense": DenseRetriever(index, queries)},
     )
     report["data"] = str(args.data)
     report["passages"] = len(index.passages)
     report["mode"] = args.mode
-    report["precision"] = embedder.query_precision
+    report["precision"] = queries.query_precision
+    report["queries"] = "red-flag pass" if args.shared_pass else "retrieval encoder"
     report["encoder_layers"] = embedder.layers or BASE_ENCODER_LAYERS
     print(format_table(report))
     print(
-        f"encoder: {report['encoder_layers']} of {BASE_ENCODER_LAYERS} layers, queries in {args.mode} ({embedder.query_precision})"
+        f"encoder: {report['encoder_layers']} of {BASE_ENCODER_LAYERS} layers, queries from the {report['queries']} "
+        f"in {args.mode} ({queries.query_precision})"
     )
     if args.bench_passages > 0:
         import tempfile
@@ -116,3 +129,43 @@ def _run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(f"wrote {args.json}")
     return 0
+
+
+class _RedFlagQueries:
+    """The red-flag model's query vectors as an ``Embedder`` for the retrievers (passages stay the encoder's)."""
+
+    name = "red-flag pass"
+    dim = 384
+
+    def __init__(self, clf: Any) -> None:
+        self._clf = clf
+        self.fingerprint = clf.query_space
+        self.query_precision = clf.precision
+
+    @classmethod
+    def load(cls, settings: Any, args: argparse.Namespace, space: str) -> _RedFlagQueries:
+        from assistant.errors import InvalidInputError
+        from assistant.redflags.classifier import RedFlagClassifier
+
+        path = settings.redflag_model_path()
+        clf = RedFlagClassifier.load(
+            path,
+            device=args.device or settings.device,
+            mode=args.mode,
+            torchscript=settings.torchscript,
+            query_space=space,
+        )
+        if clf.query_map is None:
+            raise InvalidInputError(
+                f"{path} has no query map for this retrieval encoder; write one with "
+                f"`assistant train query-map --model {path} --layers N`"
+            )
+        return cls(clf)
+
+    def warm_up(self) -> None:
+        return None
+
+    def encode(self, texts: Any, *, progress: Any = None) -> Any:
+        from assistant.types import Utterance
+
+        return self._clf.query_vectors([Utterance(t) for t in texts])

@@ -74,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"red-flag model: {model_choice(settings)}", flush=True)
         print(f"retrieval encoder: {encoder_choice(settings)}", flush=True)
         print(f"inference precision: {precision_choice(settings)}", flush=True)
+        print(f"retrieval queries: {query_pass_choice(settings)}", flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -136,6 +137,22 @@ def model_choice(settings: Settings) -> str:
     if settings.redflag_model != "auto":
         return str(path)
     return f"{path} (auto: {_why(path.name != FAST_REDFLAG_MODEL)}; ASSISTANT_REDFLAG_MODEL names another)"
+
+
+def query_pass_choice(settings: Settings) -> str:
+    """Where a customer chunk's retrieval query vector comes from (``ASSISTANT_SHARED_QUERY_PASS``)."""
+    from assistant.knowledge.advisor import retrieval_query_space
+    from assistant.redflags.querymap import QUERY_MAP_FILE, QueryMap
+
+    if settings.shared_query_pass == "off":
+        return "their own encoder pass (ASSISTANT_SHARED_QUERY_PASS=off)"
+    file = settings.redflag_model_path() / QUERY_MAP_FILE
+    if file.exists() and QueryMap.load(file).target_fingerprint == retrieval_query_space(settings):
+        return (
+            "from the red-flag pass, through the model's query map: one encoder pass per customer chunk "
+            "(ASSISTANT_SHARED_QUERY_PASS=off gives them their own)"
+        )
+    return "their own encoder pass (the red-flag model has no query map for this retrieval encoder)"
 
 
 def precision_choice(settings: Settings) -> str:

@@ -11,7 +11,7 @@ from assistant.settings import FULL_REDFLAG_MODEL, get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from assistant.cli import _train_average
+    from assistant.cli import _train_average, _train_query_map
 
     p = sub.add_parser("train", help="train a model (red-flag classifier), or average trained ones")
     tsub = p.add_subparsers(dest="train_command", metavar="WHAT", required=True)
@@ -92,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.set_defaults(handler=_run)
     _train_average.register(tsub)
+    _train_query_map.register(tsub)
 
 
 def _run(args: argparse.Namespace) -> int:

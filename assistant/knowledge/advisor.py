@@ -279,6 +279,11 @@ class KnowledgeAdvisor:
             return []
         return list(self.embedder.encode(texts))
 
+    @property
+    def query_space(self) -> str:
+        """The retrieval encoder's fingerprint: query vectors from elsewhere must come from this encoder's space."""
+        return self.embedder.fingerprint
+
     def query_encoder(self) -> _QueryBatch:
         """``encode_queries`` as a batch predictor, for the service's cross-call query batching."""
         return _QueryBatch(self)
@@ -469,6 +474,12 @@ def retrieval_layers(settings: Settings) -> int | None:
 
     n = settings.retrieval_encoder_layers()
     return None if n >= BASE_ENCODER_LAYERS else n
+
+
+def retrieval_query_space(settings: Settings) -> str:
+    """The fingerprint of the retrieval encoder these settings run (what a query map must be fitted for);
+    hashes the weights file once, loads no model."""
+    return SentenceEmbedder(layers=retrieval_layers(settings)).fingerprint
 
 
 def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor:

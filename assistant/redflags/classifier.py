@@ -31,6 +31,7 @@ from assistant.padding import group_layout, length_groups
 from assistant.redflags.model import POOLINGS, RedFlagNet
 from assistant.redflags.preprocess import EncodedBatch, encode
 from assistant.redflags.prior import lexical_features
+from assistant.redflags.querymap import QUERY_MAP_FILE, QueryMap, load_query_map
 from assistant.settings import Settings
 from assistant.types import LabelScore, RedFlagResult, Span, Utterance
 
@@ -111,6 +112,7 @@ class RedFlagClassifier:
         mode: str = "fp32",
         torchscript: bool = False,
         int8_calibration: precision.Int8Calibration | None = None,
+        query_map: QueryMap | None = None,
     ) -> None:
         if config.labels != list(LABELS):
             raise ModelLoadError(
@@ -134,7 +136,10 @@ class RedFlagClassifier:
         self._tokenizer_lock = threading.Lock()
         self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
         self._traced: torch.jit.ScriptModule | None = None
-        self._run: torch.nn.Module = _Logits(self.net)  # the eager net as (logits, contributions)
+        # With a query map the pass also returns its pooled hidden states, which the map turns into retrieval
+        # query vectors (assistant.redflags.querymap); without one, an empty (N, 0) tensor costs nothing.
+        self.query_map = query_map
+        self._run: torch.nn.Module = _Logits(self.net, features=query_map is not None)
         self._groups: torch.jit.ScriptModule | None = None  # the traced net's group loop (``_Groups``)
         if torchscript:
             utterances = [Utterance("you are useless", ("hi how can i help", "my bill")), Utterance("ok")]
@@ -154,9 +159,16 @@ class RedFlagClassifier:
                 freeze=False,
             )
             if self._traced is not None:
-                self._groups = _scripted_groups(self._traced, len(LABELS))
+                self._groups = _scripted_groups(
+                    self._traced, len(LABELS), query_map.n_features if query_map is not None else 0
+                )
                 # Without the scripted loop, the frozen trace in the Python loop (the scripted one is frozen whole).
                 self._run = self._traced if self._groups is not None else torch.jit.freeze(self._traced)
+
+    @property
+    def query_space(self) -> str | None:
+        """The retrieval encoder (its ``fingerprint``) whose query vectors ``predict`` returns, or None."""
+        return self.query_map.target_fingerprint if self.query_map is not None else None
 
     @property
     def torchscript(self) -> bool:
@@ -166,9 +178,19 @@ class RedFlagClassifier:
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, path: Path, *, device: str = "cpu", mode: str = "fp32", torchscript: bool = False
+        cls,
+        path: Path,
+        *,
+        device: str = "cpu",
+        mode: str = "fp32",
+        torchscript: bool = False,
+        query_space: str | None = None,
     ) -> RedFlagClassifier:
-        """Load shipped weights from ``path`` on top of the installed base encoder."""
+        """Load shipped weights from ``path`` on top of the installed base encoder.
+
+        ``query_space``: the fingerprint of the retrieval encoder the service runs; when the model's query map
+        (``query_map.safetensors``) was fitted for it, ``predict`` also returns each row's query vector.
+        """
         force_offline()
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not cfg_path.exists() or not w_path.exists():
@@ -224,6 +246,12 @@ class RedFlagClassifier:
             mode=mode,
             torchscript=torchscript,
             int8_calibration=calibration,
+            query_map=load_query_map(
+                path,
+                query_space,
+                n_features=int(net.encoder.config.hidden_size),
+                weights_file=w_path,
+            ),
         )
 
     def save(self, path: Path, *, metrics: dict[str, Any] | None = None) -> None:
@@ -275,7 +303,34 @@ class RedFlagClassifier:
         """(N, labels) probabilities; no thresholds, no spans (for evaluation)."""
         return self._forward(utterances)[0]
 
-    def _forward(self, utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor, EncodedBatch]:
+    def query_vectors(self, utterances: list[Utterance]) -> Any:
+        """(N, D) retrieval query vectors through the query map, from the same pass as ``predict``'s."""
+        if self.query_map is None:
+            raise ModelLoadError(
+                "this classifier was loaded without a query map for the retrieval encoder asked for; write one "
+                "with `assistant train query-map`"
+            )
+        feats = self._forward(utterances)[2]
+        return self.query_map.apply(feats)
+
+    def pooled_features(self, utterances: list[Utterance]) -> torch.Tensor:
+        """(N, hidden): the last layer's mean over each utterance's tokens (what a query map reads)."""
+        with self._tokenizer_lock:
+            batch = self.encode(utterances)
+        net = self.net
+        with torch.inference_mode():
+            _, pooled = net.forward_pooled(
+                batch.input_ids.to(self.device),
+                batch.attention_mask.to(self.device),
+                batch.token_type_ids.to(self.device),
+                batch.text_mask.to(self.device),
+                self._prior(utterances).to(self.device),
+            )
+        return pooled.float().cpu()
+
+    def _forward(
+        self, utterances: list[Utterance]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, EncodedBatch]:
         with self._tokenizer_lock:
             batch = self.encode(utterances)
         prior = self._prior(utterances)
@@ -289,12 +344,13 @@ class RedFlagClassifier:
         n, width = batch.input_ids.shape
         probs = torch.empty(n, len(LABELS))
         contrib = torch.zeros(n, len(LABELS), width)
+        feats = torch.zeros(n, self.query_map.n_features if self.query_map is not None else 0)
         run = self._run
         with torch.inference_mode():
             for group in groups:
                 idx = torch.tensor(group)
                 w = int(lengths[idx].max())
-                logits, contributions = run(
+                logits, contributions, pooled = run(
                     batch.input_ids[idx, :w].to(self.device),
                     batch.attention_mask[idx, :w].to(self.device),
                     batch.token_type_ids[idx, :w].to(self.device),
@@ -303,17 +359,18 @@ class RedFlagClassifier:
                 )
                 probs[idx] = torch.sigmoid(logits.float()).cpu()
                 contrib[idx, :, :w] = contributions.float().cpu()
-        return probs, contrib, batch
+                feats[idx] = pooled.float().cpu()
+        return probs, contrib, feats, batch
 
     def _forward_scripted(
         self, batch: EncodedBatch, prior: torch.Tensor, lengths: list[int], groups: list[list[int]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``_forward``'s group loop in one TorchScript call (see ``_Groups``)."""
         assert self._groups is not None
         order, bounds, widths = (torch.tensor(x, dtype=torch.long) for x in group_layout(groups, lengths))
         d = self.device
         with torch.inference_mode():
-            probs, contrib = self._groups(
+            probs, contrib, feats = self._groups(
                 batch.input_ids.to(d),
                 batch.attention_mask.to(d),
                 batch.token_type_ids.to(d),
@@ -323,14 +380,15 @@ class RedFlagClassifier:
                 bounds,
                 widths,
             )
-        return probs.cpu(), contrib.cpu()
+        return probs.cpu(), contrib.cpu(), feats.cpu()
 
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
         """Score a batch of utterances: probability, decision and spans for every label."""
         if not utterances:
             return []
         t0 = time.perf_counter()
-        probs, contrib, batch = self._forward(utterances)
+        probs, contrib, feats, batch = self._forward(utterances)
+        vectors = self.query_map.apply(feats) if self.query_map is not None else None
         # Python lists, not tensor indexing, per row and label: each indexing is a small tensor op under the GIL.
         flagged = (probs >= self._thresholds).tolist()
         prob_rows = probs.tolist()
@@ -348,17 +406,28 @@ class RedFlagClassifier:
                     spans=spans,
                 )
             groups = {g: max(labels[m].probability for m in members) for g, members in GROUPS.items()}
-            results.append(RedFlagResult(labels=labels, groups=groups, truncated=batch.truncated[i]))
+            results.append(
+                RedFlagResult(
+                    labels=labels,
+                    groups=groups,
+                    truncated=batch.truncated[i],
+                    query_vector=vectors[i] if vectors is not None else None,
+                )
+            )
         logger.debug("scored batch", extra={"n": len(utterances), "ms": (time.perf_counter() - t0) * 1e3})
         return results
 
 
 class _Logits(torch.nn.Module):
-    """RedFlagNet as (logits, contributions): the tuple a TorchScript trace can return."""
+    """RedFlagNet as (logits, contributions, pooled features): the tuple a TorchScript trace can return.
 
-    def __init__(self, net: RedFlagNet) -> None:
+    ``features=False``: the pooled features are an empty (N, 0) tensor (the plain forward pass).
+    """
+
+    def __init__(self, net: RedFlagNet, *, features: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.features = features
 
     def forward(
         self,
@@ -367,9 +436,12 @@ class _Logits(torch.nn.Module):
         token_type_ids: torch.Tensor,
         text_mask: torch.Tensor,
         prior: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.features:
+            out, pooled = self.net.forward_pooled(input_ids, attention_mask, token_type_ids, text_mask, prior)
+            return out.logits, out.contributions, pooled
         out = self.net(input_ids, attention_mask, token_type_ids, text_mask, prior)
-        return out.logits, out.contributions
+        return out.logits, out.contributions, out.logits.new_zeros(out.logits.size(0), 0)
 
 
 class _Groups(torch.nn.Module):
@@ -381,10 +453,11 @@ class _Groups(torch.nn.Module):
     Looping in TorchScript takes the GIL back once per batch.
     """
 
-    def __init__(self, run: torch.jit.ScriptModule, n_labels: int) -> None:
+    def __init__(self, run: torch.jit.ScriptModule, n_labels: int, n_features: int) -> None:
         super().__init__()
         self.run = run
         self.n_labels = n_labels
+        self.n_features = n_features
 
     def forward(
         self,
@@ -396,14 +469,15 @@ class _Groups(torch.nn.Module):
         order: torch.Tensor,
         bounds: torch.Tensor,
         widths: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, width = input_ids.size(0), input_ids.size(1)
         probs = torch.empty(n, self.n_labels, device=input_ids.device)
         contrib = torch.zeros(n, self.n_labels, width, device=input_ids.device)
+        feats = torch.zeros(n, self.n_features, device=input_ids.device)
         for g in range(widths.size(0)):
             idx = order[int(bounds[g]) : int(bounds[g + 1])]
             w = int(widths[g])
-            logits, contributions = self.run(
+            logits, contributions, pooled = self.run(
                 input_ids.index_select(0, idx)[:, :w],
                 attention_mask.index_select(0, idx)[:, :w],
                 token_type_ids.index_select(0, idx)[:, :w],
@@ -412,14 +486,17 @@ class _Groups(torch.nn.Module):
             )
             probs.index_copy_(0, idx, torch.sigmoid(logits.float()))
             contrib.narrow(2, 0, w).index_copy_(0, idx, contributions.float())
-        return probs, contrib
+            feats.index_copy_(0, idx, pooled.float())
+        return probs, contrib, feats
 
 
-def _scripted_groups(run: torch.jit.ScriptModule, n_labels: int) -> torch.jit.ScriptModule | None:
+def _scripted_groups(
+    run: torch.jit.ScriptModule, n_labels: int, n_features: int
+) -> torch.jit.ScriptModule | None:
     """``_Groups`` scripted around an unfrozen traced net and frozen, or None (the Python loop stays) when
     scripting fails."""
     try:
-        return torch.jit.freeze(torch.jit.script(_Groups(run, n_labels)).eval())
+        return torch.jit.freeze(torch.jit.script(_Groups(run, n_labels, n_features)).eval())
     except Exception as e:  # an optimisation: the Python loop computes the same
         logger.warning("group loop not scripted", extra={"error": f"{type(e).__name__}: {e}"[:300]})
         return None
@@ -518,14 +595,32 @@ def load_classifier(
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     path = settings.redflag_model_path()
+    query_space = None
+    if settings.shared_query_pass != "off":
+        from assistant.knowledge.advisor import retrieval_query_space
+
+        query_space = retrieval_query_space(settings)
     clf = RedFlagClassifier.load(
         path,
         device=device or settings.device,
         mode=mode or settings.inference_mode,
         torchscript=settings.torchscript,
+        query_space=query_space,
     )
+    if settings.shared_query_pass == "on" and clf.query_map is None:
+        layers = settings.retrieval_encoder_layers()
+        raise ModelLoadError(
+            f"ASSISTANT_SHARED_QUERY_PASS=on, but {path} has no {QUERY_MAP_FILE} fitted for the retrieval encoder's "
+            f"{layers} layers: write one with `assistant train query-map --model {path} --layers {layers}`, "
+            "or set ASSISTANT_SHARED_QUERY_PASS=auto"
+        )
     logger.info(
         "red-flag model loaded",
-        extra={"model": str(path), "asked": settings.redflag_model, "precision": clf.precision},
+        extra={
+            "model": str(path),
+            "asked": settings.redflag_model,
+            "precision": clf.precision,
+            "query_vectors": clf.query_map is not None,
+        },
     )
     return clf

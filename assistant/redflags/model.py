@@ -242,3 +242,24 @@ class RedFlagNet(nn.Module):
     ) -> HeadOutput:
         hidden = self.trunk(input_ids, attention_mask, token_type_ids)
         return self.top(hidden, attention_mask, text_mask, prior)
+
+    def forward_pooled(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> tuple[HeadOutput, torch.Tensor]:
+        """``forward`` plus the last layer's mean over the utterance's tokens: (B, H).
+
+        What the query map (``assistant.redflags.querymap``) turns into a retrieval query vector, so that the
+        retrieval encoder need not run on the chunk again.
+        """
+        hidden = self.trunk(input_ids, attention_mask, token_type_ids)
+        mask = self._mask(hidden, attention_mask)
+        for layer in self._layers()[self.n_frozen_layers :]:
+            hidden = layer(hidden, mask)
+        weights = text_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.head(hidden, text_mask, prior), pooled
