@@ -227,10 +227,14 @@ class RedFlagNet(nn.Module):
         representations through self-attention, but a red flag must be found in what was just said.
         ``prior``: the utterances' lexical features (assistant.redflags.prior), used when the head has a prior.
         """
+        return self.head(self._upper(hidden, attention_mask), text_mask, prior)
+
+    def _upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The fine-tuned upper layers, from trunk hidden states."""
         mask = self._mask(hidden, attention_mask)
         for layer in self._layers()[self.n_frozen_layers :]:
             hidden = layer(hidden, mask)
-        return self.head(hidden, text_mask, prior)
+        return hidden
 
     def forward(
         self,
@@ -256,10 +260,7 @@ class RedFlagNet(nn.Module):
         What the query map (``assistant.redflags.querymap``) turns into a retrieval query vector, so that the
         retrieval encoder need not run on the chunk again.
         """
-        hidden = self.trunk(input_ids, attention_mask, token_type_ids)
-        mask = self._mask(hidden, attention_mask)
-        for layer in self._layers()[self.n_frozen_layers :]:
-            hidden = layer(hidden, mask)
+        hidden = self._upper(self.trunk(input_ids, attention_mask, token_type_ids), attention_mask)
         weights = text_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return self.head(hidden, text_mask, prior), pooled
