@@ -67,10 +67,12 @@ train: install
 	$(BIN)/assistant train redflags --out var/redflags-v19 --head-pooling gated --teacher var/redflags-v18 --distill-weight 0.25
 	$(BIN)/assistant train average --out models/redflags var/redflags-v18 var/redflags-v19
 
-# The fast model that CPUs without bf16 units run (ASSISTANT_REDFLAG_MODEL=auto): 3 layers, distilled from models/redflags.
+# The fast model that CPUs without bf16 units run (ASSISTANT_REDFLAG_MODEL=auto): 3 layers, distilled from models/redflags,
+# and its query map onto the four-layer retrieval encoder those CPUs run (a retrained model needs a new one).
 train-fast: install
 	$(BIN)/assistant train redflags --out models/redflags-fast --encoder-layers 3 --trainable-layers 2 \
 		--teacher models/redflags
+	$(BIN)/assistant train query-map --model models/redflags-fast --layers 4
 
 kb: install
 	$(BIN)/assistant kb build
