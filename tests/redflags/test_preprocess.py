@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from assistant.encoder import base_encoder_path
-from assistant.redflags.preprocess import encode, normalize
+from assistant.redflags.preprocess import _context_ids, encode, normalize
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +50,43 @@ def test_context_budget_keeps_only_the_most_recent_context_tokens(tokenizer) -> 
     assert tokenizer.decode(ids) == "[CLS] yes [SEP] want to close it [SEP]"
     assert int(full.attention_mask.sum()) > int(capped.attention_mask.sum())
     assert capped.text_offsets == full.text_offsets  # the utterance itself is never cut by the budget
+
+
+_WORDS = st.sampled_from(
+    [
+        "get",
+        "me",
+        "your",
+        "manager",
+        "NOW!!",
+        "idiot,",
+        "https://x.co/a?b=c",
+        "@bob",
+        "RT",
+        "&amp;",
+        "café",
+        "naïve",
+        "日本語",
+        "\u0301accent",
+        "supercalifragilisticexpialidocious",
+        "x" * 130,
+        "😡😡",
+        "\x07",
+        "a.b.c",
+    ]
+)
+_SEPARATORS = st.sampled_from([" ", "  ", "\t", "\n", " . "])
+
+
+@given(
+    words=st.lists(st.tuples(_WORDS, _SEPARATORS), min_size=0, max_size=120),
+    max_tokens=st.integers(min_value=1, max_value=16),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_context_tail_gives_the_same_last_tokens_as_the_whole_window(  # type: ignore[no-untyped-def]
+    tokenizer, words: list[tuple[str, str]], max_tokens: int
+) -> None:
+    window = "".join(w + sep for w, sep in words).strip(" ")
+    trimmed = _context_ids(tokenizer, [window], max_tokens)["input_ids"][0]
+    whole = _context_ids(tokenizer, [window], None)["input_ids"][0]
+    assert trimmed[-max_tokens:] == whole[-max_tokens:]
