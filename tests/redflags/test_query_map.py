@@ -23,7 +23,7 @@ from assistant.redflags.querymap import (
     load_query_map,
     mean_cosine,
 )
-from assistant.settings import PROJECT_ROOT, Settings
+from assistant.settings import PROJECT_ROOT, Settings, get_settings
 from assistant.types import Utterance
 
 FAST = PROJECT_ROOT / "models" / "redflags-fast"
@@ -161,3 +161,30 @@ def test_train_query_map_writes_a_map_the_model_then_uses(
     assert -1.0 <= report["valid_cosine"] <= 1.0
     clf = RedFlagClassifier.load(model, mode="fp32", query_space=space)
     assert clf.query_map is not None and clf.query_map.report["train_rows"] == 60
+
+
+def test_eval_retrieval_measures_the_shared_pass_and_says_so(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    data = tmp_path / "q.jsonl"
+    data.write_text(
+        '{"query": "get me your manager right now", "relevant": ["escalation-to-supervisor"]}\n'
+        '{"query": "you useless idiot", "relevant": ["abusive-caller"]}\n'
+    )
+    out = tmp_path / "r.json"
+    monkeypatch.setenv("ASSISTANT_REDFLAG_MODEL", str(FAST))
+    monkeypatch.setenv("ASSISTANT_VAR_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()  # the CLI reads the process-wide settings: read them again with these
+    request.addfinalizer(get_settings.cache_clear)
+    args = ["eval", "retrieval", "--data", str(data), "--encoder-layers", "4", "--mode", "fp32"]
+    assert main([*args, "--shared-pass", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["queries"] == "red-flag pass" and report["encoder_layers"] == 4
+    assert report["recall@3"] == 1.0  # two plain cases: both procedures in the top three
+    assert "queries from the red-flag pass" in capsys.readouterr().out
+    # No map for six layers: a clear error, not a silent fallback to the encoder's own pass.
+    assert main([*args[:-4], "--encoder-layers", "6", "--shared-pass"]) == 2
+    assert "no query map for this retrieval encoder" in capsys.readouterr().err
