@@ -567,6 +567,10 @@ class CallService:
         s.end_reason = reason
         s.transition(CallState.ENDED)
         live.ended_at = time.monotonic()
+        # The record says "ended" before anyone can hear ``call_ended``: publishing awaits (Redis), and a client on
+        # another worker that fetched the record on the event found it "live" (a CI flake, session 23). Written
+        # again after, for the event's eid.
+        self.recorder.call_state(s, ended=True)
         await self.events.emit(live, CallEndedEvent(call_id=s.call_id, reason=reason, last_seq=s.last_seq))
         self.recorder.call_state(s, ended=True)
         self._count_live()
