@@ -142,17 +142,23 @@ def model_choice(settings: Settings) -> str:
 def query_pass_choice(settings: Settings) -> str:
     """Where a customer chunk's retrieval query vector comes from (``ASSISTANT_SHARED_QUERY_PASS``)."""
     from assistant.knowledge.advisor import retrieval_query_space
-    from assistant.redflags.querymap import QUERY_MAP_FILE, QueryMap
+    from assistant.redflags.classifier import WEIGHTS_FILE
+    from assistant.redflags.querymap import QUERY_MAP_FILE, QueryMap, query_map_mismatch
 
     if settings.shared_query_pass == "off":
         return "their own encoder pass (ASSISTANT_SHARED_QUERY_PASS=off)"
-    file = settings.redflag_model_path() / QUERY_MAP_FILE
-    if file.exists() and QueryMap.load(file).target_fingerprint == retrieval_query_space(settings):
-        return (
-            "from the red-flag pass, through the model's query map: one encoder pass per customer chunk "
-            "(ASSISTANT_SHARED_QUERY_PASS=off gives them their own)"
-        )
-    return "their own encoder pass (the red-flag model has no query map for this retrieval encoder)"
+    path = settings.redflag_model_path()
+    if not (path / QUERY_MAP_FILE).exists():
+        return "their own encoder pass (the red-flag model has no query map)"
+    why = query_map_mismatch(
+        QueryMap.load(path / QUERY_MAP_FILE), retrieval_query_space(settings), path / WEIGHTS_FILE
+    )
+    if why is not None:
+        return f"their own encoder pass (the model's query map is not used: {why})"
+    return (
+        "from the red-flag pass, through the model's query map: one encoder pass per customer chunk "
+        "(ASSISTANT_SHARED_QUERY_PASS=off gives them their own)"
+    )
 
 
 def precision_choice(settings: Settings) -> str:

@@ -66,7 +66,7 @@ def encode(
     views = [normalize(t[s:]) for t, s in zip(texts, starts, strict=True)]
     enc_t = tokenizer(views, add_special_tokens=False, return_offsets_mapping=True)
     windows = [" ".join(c)[-char_budget * 2 :] if c else "" for c in contexts]
-    enc_c = _context_ids(tokenizer, windows, max_context_tokens)
+    context_ids = _context_ids(tokenizer, windows, max_context_tokens)
 
     cls_id, sep_id, pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
     rows: list[list[int]] = []
@@ -80,7 +80,7 @@ def encode(
         room = max_length - len(ids) - 3
         if max_context_tokens is not None:
             room = min(room, max_context_tokens)
-        ctx = enc_c["input_ids"][i][-room:] if room > 0 else []
+        ctx = context_ids[i][-room:] if room > 0 else []
         row = [cls_id, *ids, sep_id]
         tt = [0] * len(row)
         if ctx:
@@ -103,7 +103,7 @@ def encode(
 
 def _context_ids(
     tokenizer: PreTrainedTokenizerBase, windows: list[str], max_tokens: int | None
-) -> dict[str, list[list[int]]]:
+) -> list[list[int]]:
     """The token ids of each context window, or of its tail where that gives the same last ``max_tokens`` ids.
 
     Why: a row keeps at most ``max_tokens`` (8) context tokens, but its window may be 1,152 characters, and
@@ -112,16 +112,15 @@ def _context_ids(
     last ids (a property test holds it to that); a tail that gives fewer than ``max_tokens`` of them (a very long
     unknown word) is tokenised whole instead.
     """
+    tails = list(windows)
+    if max_tokens is not None:
+        budget = (max_tokens + 1) * _CHARS_PER_TOKEN_BOUND
+        for i, w in enumerate(windows):
+            cut = w.find(" ", len(w) - budget) if len(w) > budget else -1
+            tails[i] = w[cut + 1 :] if cut >= 0 else w
+    ids: list[list[int]] = tokenizer([normalize(t) for t in tails], add_special_tokens=False)["input_ids"]
     if max_tokens is None:
-        return {
-            "input_ids": tokenizer([normalize(w) for w in windows], add_special_tokens=False)["input_ids"]
-        }
-    budget = (max_tokens + 1) * _CHARS_PER_TOKEN_BOUND
-    tails = []
-    for w in windows:
-        cut = w.find(" ", len(w) - budget) if len(w) > budget else -1
-        tails.append(w[cut + 1 :] if cut >= 0 else w)
-    ids = tokenizer([normalize(t) for t in tails], add_special_tokens=False)["input_ids"]
+        return ids
     short = [
         i
         for i, (t, w) in enumerate(zip(tails, windows, strict=True))
@@ -131,7 +130,7 @@ def _context_ids(
         whole = tokenizer([normalize(windows[i]) for i in short], add_special_tokens=False)["input_ids"]
         for i, row in zip(short, whole, strict=True):
             ids[i] = row
-    return {"input_ids": ids}
+    return ids
 
 
 def _utterance_mask_row(width: int, n_text: int) -> list[int]:

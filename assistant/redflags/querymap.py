@@ -135,20 +135,27 @@ def load_query_map(
             f"{file} reads {found.n_features} features, the model at {model_dir} gives {n_features}; write it "
             "again with `assistant train query-map`"
         )
-    if found.model_sha256 != file_sha256(weights_file):
-        log.warning(
-            "query map not used: it was fitted for other red-flag weights; write it again with "
-            f"`assistant train query-map --model {model_dir} --layers {found.target_layers}`",
-            extra={"model": str(model_dir)},
-        )
-        return None
-    if found.target_fingerprint != query_space:
-        log.info(
-            "query map not used: it was fitted for another retrieval encoder; queries get their own pass",
-            extra={"model": str(model_dir), "map_layers": found.target_layers},
-        )
+    why = query_map_mismatch(found, query_space, weights_file)
+    if why is not None:
+        log.warning(f"query map not used: {why}", extra={"model": str(model_dir)})
         return None
     return found
+
+
+def query_map_mismatch(found: QueryMap, query_space: str, weights_file: Path) -> str | None:
+    """Why ``found`` cannot serve the red-flag weights in ``weights_file`` with the retrieval encoder
+    ``query_space``, or None when it can (``load_query_map`` and ``assistant serve``'s start-up line agree)."""
+    if found.model_sha256 != file_sha256(weights_file):
+        return (
+            "it was fitted for other red-flag weights; write it again with `assistant train query-map --model "
+            f"{weights_file.parent} --layers {found.target_layers}`"
+        )
+    if found.target_fingerprint != query_space:
+        return (
+            f"it was fitted for the retrieval encoder's first {found.target_layers} layers, not the one this "
+            "service runs; queries get their own pass"
+        )
+    return None
 
 
 def mean_cosine(predicted: np.ndarray, target: np.ndarray) -> float:

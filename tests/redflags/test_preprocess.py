@@ -87,6 +87,6 @@ def test_a_context_tail_gives_the_same_last_tokens_as_the_whole_window(  # type:
     tokenizer, words: list[tuple[str, str]], max_tokens: int
 ) -> None:
     window = "".join(w + sep for w, sep in words).strip(" ")
-    trimmed = _context_ids(tokenizer, [window], max_tokens)["input_ids"][0]
-    whole = _context_ids(tokenizer, [window], None)["input_ids"][0]
+    trimmed = _context_ids(tokenizer, [window], max_tokens)[0]
+    whole = _context_ids(tokenizer, [window], None)[0]
     assert trimmed[-max_tokens:] == whole[-max_tokens:]

@@ -188,3 +188,17 @@ def test_eval_retrieval_measures_the_shared_pass_and_says_so(
     # No map for six layers: a clear error, not a silent fallback to the encoder's own pass.
     assert main([*args[:-4], "--encoder-layers", "6", "--shared-pass"]) == 2
     assert "no query map for this retrieval encoder" in capsys.readouterr().err
+
+
+def test_serve_says_where_queries_come_from_as_the_classifier_decides(tmp_path: Path) -> None:
+    from assistant.cli._serve import query_pass_choice
+
+    four = Settings(redflag_model=str(FAST), query_encoder_layers=4)
+    assert query_pass_choice(four).startswith("from the red-flag pass")
+    assert "first 4 layers" in query_pass_choice(four.model_copy(update={"query_encoder_layers": 6}))
+    assert "=off" in query_pass_choice(four.model_copy(update={"shared_query_pass": "off"}))
+    stale = tmp_path / "fast"
+    shutil.copytree(FAST, stale)
+    (stale / "weights.safetensors").write_bytes((stale / "weights.safetensors").read_bytes() + b" ")
+    line = query_pass_choice(four.model_copy(update={"redflag_model": str(stale)}))
+    assert line.startswith("their own encoder pass") and "other red-flag weights" in line
