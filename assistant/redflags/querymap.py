@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,7 @@ def choose_query_map(
         "tried": tried,
         "ridge": best.report["ridge"],
     }
-    return QueryMap(best.weight, best.bias, target_fingerprint, target_layers, report, model_sha256)
+    return replace(best, report=report, model_sha256=model_sha256)
 
 
 def pooled_features(
