@@ -16,9 +16,28 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from assistant.settings import Settings
+
 from .streams import drain
 
 log = logging.getLogger(__name__)
+
+
+def server_config(app: FastAPI, settings: Settings, *, log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn's configuration for the service: address, WebSocket limits and compression from the settings."""
+    from assistant.logs import uvicorn_log_config
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(),
+        # uvicorn refuses frames over this with close 1009; ours (ASSISTANT_MAX_FRAME_BYTES) get an error
+        # event first, on a socket that stays open.
+        ws_max_size=max(1 << 20, 4 * settings.max_frame_bytes),
+        ws_per_message_deflate=settings.ws_compression,
+    )
 
 
 class DrainingServer(uvicorn.Server):

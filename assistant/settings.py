@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="a chunk's seq may be at most this far ahead of the next expected"
     )
     max_frame_bytes: int = Field(default=65_536, ge=1024, description="largest inbound WebSocket frame")
+    # Off: browsers offer permessage-deflate on every socket, and compressing each small event cost the worker
+    # 3-5% more CPU per chunk at 500 calls and 9% of its saturation throughput (docs/benchmarks.md, session 24),
+    # to save bandwidth of about a kilobyte a second per call.
+    ws_compression: bool = Field(
+        default=False, description="accept permessage-deflate on WebSockets when a client offers it"
+    )
     max_json_depth: int = Field(default=16, ge=2, description="deepest nesting of an inbound JSON frame")
     max_request_bytes: int = Field(default=262_144, ge=1024, description="largest HTTP request body")
     max_context_items: int = Field(default=20, ge=0, description="context turns POST /v1/analyze accepts")

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from assistant.api.server import server_config
 from assistant.eval.bench import free_port  # the one helper, shared with the bench
 from assistant.settings import Settings
 
@@ -50,7 +51,12 @@ class LiveServer:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.port = free_port()
-        self.server = _Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        settings: Settings | None = getattr(app.state, "settings", None)
+        if settings is None:  # a bare app of a test
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        else:  # the service's own uvicorn configuration (WebSocket limits, compression), on this port
+            config = server_config(app, settings.model_copy(update={"host": "127.0.0.1", "port": self.port}))
+        self.server = _Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

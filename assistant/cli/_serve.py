@@ -35,12 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from assistant.api.app import create_app
-    from assistant.api.server import DrainingServer
+    from assistant.api.server import DrainingServer, server_config
     from assistant.errors import InvalidInputError
-    from assistant.logs import uvicorn_log_config
     from assistant.runtime import (
         limit_malloc_arenas,
         limit_onednn_cache,
@@ -75,16 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"retrieval encoder: {encoder_choice(settings)}", flush=True)
         print(f"inference precision: {precision_choice(settings)}", flush=True)
         print(f"retrieval queries: {query_pass_choice(settings)}", flush=True)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        log_config=uvicorn_log_config(),
-        # uvicorn refuses frames over this with close 1009; ours (ASSISTANT_MAX_FRAME_BYTES) get an error
-        # event first, on a socket that stays open.
-        ws_max_size=max(1 << 20, 4 * settings.max_frame_bytes),
-    )
+    config = server_config(app, settings, log_level=args.log_level)
     DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()  # SIGTERM drains live calls first
     return 0
 

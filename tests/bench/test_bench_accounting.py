@@ -10,6 +10,7 @@ from assistant.eval.bench import (
     CallRecord,
     account,
     check_targets,
+    merge_config,
     parse_shed,
     percentile,
     speedup,
@@ -78,8 +79,28 @@ def test_targets_and_speedup() -> None:
     bad = {**good, "p99_ms": math.inf, "lost_events": 3}
     checks = check_targets(bad)
     assert not checks["p99<=300ms"] and not checks["no lost events"] and checks["p95<=150ms"]
-    assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 100.0}) == 3.0
-    assert speedup({"saturation_throughput": 300.0}, {"saturation_throughput": 0}) is None
+    key = "saturation_throughput"
+    assert speedup({key: 300.0}, {key: 100.0}, key=key) == 3.0
+    assert speedup({key: 300.0}, {key: 0}, key=key) is None
+
+
+def test_the_speedup_compares_equal_work_chunks_with_skipped_suggestions_do_not_count() -> None:
+    """A service that skips suggestions to keep up processes more chunks per second for less work: the speedup
+    counts only the chunks each side served with every feature."""
+    full = _record("a", {1: 0.0, 2: 0.1, 3: 0.2, 4: 0.3}, {1: 0.05, 2: 0.15, 3: 0.25, 4: 0.35})
+    skipping = CallRecord("b")
+    skipping.sent.update({1: 0.0, 2: 0.1, 3: 0.2, 4: 0.3})
+    for seq, shed in ((1, None), (2, ["suggestions"]), (3, ["suggestions"]), (4, [])):
+        event = {"type": "processed", "seq": seq, "eid": seq, **({"shed": shed} if shed is not None else {})}
+        skipping.on_event(event, 0.05 + 0.1 * (seq - 1))
+    assert skipping.partial == {2, 3}
+    sat_full = summarize(account([full], t0=0.0, t_end=1.0), elapsed_s=1.0, closed_loop=True)
+    sat_skip = summarize(account([skipping], t0=0.0, t_end=1.0), elapsed_s=1.0, closed_loop=True)
+    assert sat_skip["throughput"] == 4.0 and sat_skip["complete_throughput"] == 2.0
+    assert sat_skip["chunks_partial"] == 2 and sat_full["chunks_partial"] == 0
+    optimized, naive = merge_config({}, sat_full, None), merge_config({}, sat_skip, None)
+    assert speedup(optimized, naive) == 2.0
+    assert speedup(optimized, naive, key="saturation_throughput") == 1.0
 
 
 def test_red_flag_latency_counts_customer_chunks_to_their_flag_or_scored_event() -> None:
