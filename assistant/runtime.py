@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import sys
@@ -57,6 +58,16 @@ def set_gil_switch_interval(ms: float) -> None:
     if ms <= 0:
         raise ValueError(f"the GIL switch interval must be > 0 ms, got {ms}")
     sys.setswitchinterval(ms / 1000.0)
+
+
+def set_gc_gen0_threshold(allocations: int) -> tuple[int, int, int]:
+    """Run a young garbage collection every ``allocations`` net allocations (Python's default: 700); returns the
+    thresholds now in force. The older generations' thresholds stay Python's."""
+    if allocations < 1:
+        raise ValueError(f"the young generation's threshold must be >= 1, got {allocations}")
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(allocations, gen1, gen2)
+    return gc.get_threshold()
 
 
 def raise_open_files_limit(wanted: int | None = None) -> tuple[int, int]:

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     # past capacity (500 calls: 2.96 vs 1.84 s, +4% CPU per chunk), and is unmeasured on bf16 CPUs
     # (docs/benchmarks.md, session 21).
     gil_switch_interval_ms: float = Field(default=5.0, gt=0, le=100)
+    # Allocations (net of frees) between two young garbage collections in `assistant serve` (runtime.py); Python's
+    # default is 700. At 700 the objects of chunks in flight outlive two young collections, reach the old
+    # generation and make it grow a quarter every few seconds: a full collection then stalled the loop for
+    # 200-400 ms each time (every 6 s at 600 calls), p99 55 -> 240 ms over five minutes. At 10,000: one full
+    # collection in those five minutes, p99 59-69 ms throughout (docs/benchmarks.md, session 24).
+    gc_gen0_threshold: int = Field(default=10_000, ge=100, le=1_000_000)
 
     # Service
     host: str = "127.0.0.1"

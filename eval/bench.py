@@ -736,16 +736,32 @@ class ServerProcess:
         }
 
 
+# The CPU features that decide the kernels and the precision (``lscpu`` flags): speed figures mean little without.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# Environment variables that cap the kernel libraries below the CPU's features (a CPU posing as AVX2-only).
+KERNEL_CAPS = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "FBGEMM_ENABLE_INSTRUCTIONS",
+)
+
+
 def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """What the figures were measured on: CPU model, cores, memory, load at the start, GPU."""
-    cpu = platform.processor() or platform.machine()
+    """What the figures were measured on: CPU model and its speed-relevant flags, kernel caps, cores, memory,
+    load at the start, GPU."""
+    cpu, flags = platform.processor() or platform.machine(), set[str]()
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        fields: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first processor's lines
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        cpu = fields.get("model name", cpu)
+        flags = set(fields.get("flags", "").split())
     info: dict[str, Any] = {
         "cpu": cpu,
+        "cpu_flags": [f for f in SPEED_FLAGS if f in flags],
+        "kernel_caps": {k: os.environ[k] for k in KERNEL_CAPS if os.environ.get(k)},
         "cores_logical": os.cpu_count(),
         "cores_physical": psutil.cpu_count(logical=False),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -11,6 +12,7 @@ from assistant.runtime import (
     limit_malloc_arenas,
     limit_onednn_cache,
     raise_open_files_limit,
+    set_gc_gen0_threshold,
     set_gil_switch_interval,
 )
 
@@ -40,6 +42,26 @@ def test_gil_switch_interval_is_set_in_milliseconds_and_must_be_positive() -> No
         assert sys.getswitchinterval() == pytest.approx(0.001)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_gc_gen0_threshold_sets_only_the_young_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        assert set_gc_gen0_threshold(10_000) == (10_000, before[1], before[2])
+        assert gc.get_threshold()[0] == 10_000
+        with pytest.raises(ValueError, match=">= 1"):
+            set_gc_gen0_threshold(0)
+        assert gc.get_threshold()[0] == 10_000
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_the_service_default_gc_threshold_is_above_pythons() -> None:
+    from assistant.settings import Settings
+
+    assert Settings().gc_gen0_threshold > 700  # why: assistant/settings.py, docs/benchmarks.md session 24
+    with pytest.raises(ValueError):
+        Settings(gc_gen0_threshold=10)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")

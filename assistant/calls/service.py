@@ -183,7 +183,8 @@ class CallService:
         if self.webhook is not None:
             await self.webhook.close()
         for live in self.calls.values():
-            self.recorder.call_state(live.session)
+            if live.session.state is not CallState.ENDED:  # an ended call's state was stored when it ended
+                self.recorder.call_state(live.session)
         await self.recorder.close()
         await self.bus.close()
 
@@ -573,6 +574,8 @@ class CallService:
         self.recorder.call_state(s, ended=True)
         await self.events.emit(live, CallEndedEvent(call_id=s.call_id, reason=reason, last_seq=s.last_seq))
         self.recorder.call_state(s, ended=True)
+        s.release_analysis_state()  # stored above; the call stays in memory ENDED_KEEP_S for late sidebars
+        live.worker = None  # done: its coroutine and context need not stay with the call
         self._count_live()
         log.info("call ended", extra={"call_id": s.call_id, "reason": reason, "last_seq": s.last_seq})
 

@@ -145,6 +145,25 @@ class CallSession:
             raise InvalidTransition(f"call {self.call_id}: cannot go from {self.state.value} to {new.value}")
         self.state = new
 
+    def release_analysis_state(self) -> None:
+        """Drop what only the analysis of later chunks needs (transcript lines, guidance, advisor state), once the
+        call has ended and that state is stored.
+
+        Why: an ended call stays in memory for a while (late sidebars replay it), and every object it keeps is one
+        more that each full garbage collection walks while the event loop waits: with a worker's recent calls
+        kept whole, its pauses grew past 400 ms (docs/benchmarks.md, session 24). What it still answers (state,
+        severity, flag counts, eids, alert episodes) stays.
+        """
+        if self.state is not CallState.ENDED:
+            raise InvalidTransition(
+                f"call {self.call_id}: its analysis state is released only once it has ended"
+            )
+        self.transcript = []
+        self.partials = {}
+        self.advisor_state = None
+        self.guidance = None
+        self._pending = {}
+
     def next_eid(self) -> int:
         self._eid += 1
         return self._eid

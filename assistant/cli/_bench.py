@@ -6,24 +6,33 @@ batched query encoding, no overload shedding). Each configuration runs: one call
 (closed loop) and the rate phase (N calls, one chunk each every ``--rate-s`` seconds). The speedup is the ratio
 of the saturation throughputs at equal work: only chunks served with every feature count (a service that skips
 suggestions to keep up processes more chunks for less work; the ratio of all processed chunks is reported
-beside it as ``speedup_vs_naive_processed``). Beside latency to the last event (``p50_ms``...), each phase reports customer chunks' red-flag
-latency (``flags_p50_ms``, ``flags_p95_ms``: to the ``flag`` or ``scored`` event), ``flags_lost``, the work the
-service skipped under overload (``shed``, by kind) and the server's CPU per chunk. The figures depend on the
-machine and on what else runs on it: the JSON records both.
+beside it as ``speedup_vs_naive_processed``). Beside latency to the last event (``p50_ms``...), each phase
+reports customer chunks' red-flag latency (``flags_p50_ms``, ``flags_p95_ms``: to the ``flag`` or ``scored``
+event), ``flags_lost``, the work the service skipped under overload (``shed``, by kind) and the server's CPU per
+chunk. The figures depend on the machine and on what else runs on it: the JSON records both, with the CPU's
+flags.
+
+``--capacity`` sizes a worker instead: rate phases from ``--calls`` calls up, bisected to ``--resolution``, find
+the largest load that meets the targets (p95 <= 150 ms, p99 <= 300 ms, nothing lost, refused or shed) and print
+the calls to plan per worker (``assistant.eval.capacity``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from assistant.eval.bench import ServerProcess
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +119,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --fake-models: simulated model time per utterance (the pass sleeps; default 0)",
     )
     p.add_argument(
+        "--capacity",
+        action="store_true",
+        help="find the calls this worker carries at the targets (p95 <= 150 ms, p99 <= 300 ms, nothing lost or "
+        "shed) instead: rate phases from --calls calls up, bisected to --resolution; prints the plan per worker",
+    )
+    p.add_argument(
+        "--max-calls", type=int, default=2000, help="with --capacity: the largest load to try (default 2000)"
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=25,
+        help="with --capacity: calls between the bisection's ends (default 25)",
+    )
+    p.add_argument(
         "--workers",
         default=None,
         help="scaling run instead: worker counts such as 1,2,3; each count gets Redis, PostgreSQL and N "
@@ -177,10 +201,7 @@ def _run_scaling(args: argparse.Namespace) -> int:
         )
     )
     print(format_scaling(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"report: {args.json}", file=sys.stderr)
+    _write_json(args.json, report)
     return 0
 
 
@@ -192,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--model-ms simulates the fake models' time; add --fake-models")
     if args.workers is not None:
         return _run_scaling(args)
+    if args.capacity:
+        _check_capacity(args)
     runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
     try:
         import uvloop  # the client handles a thousand sockets; uvloop keeps its own overhead small
@@ -201,6 +224,13 @@ def _run(args: argparse.Namespace) -> int:
                 return r.run(coro)
     except ImportError:
         pass
+    if args.capacity:
+        from assistant.eval.capacity import format_capacity
+
+        result = runner(_capacity(args))
+        print(format_capacity(result))
+        _write_json(args.json, result)
+        return 0
     report = runner(_bench(args))
     from assistant.eval.bench import format_table, plot_latency
 
@@ -208,11 +238,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_latency(report, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"report: {args.json}", file=sys.stderr)
+    _write_json(args.json, report)
     return 0
+
+
+def _write_json(path: Path | None, report: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"report: {path}", file=sys.stderr)
+
+
+def _check_capacity(args: argparse.Namespace) -> None:
+    if args.resolution < 1 or args.max_calls < args.calls:
+        raise InvalidInputError(
+            f"--capacity needs --resolution >= 1 and --max-calls >= --calls (the first load), got "
+            f"--resolution {args.resolution}, --max-calls {args.max_calls}, --calls {args.calls}"
+        )
+    if args.resolution > args.calls:
+        raise InvalidInputError(
+            f"--resolution ({args.resolution}) must not exceed --calls ({args.calls}), the first load"
+        )
 
 
 def _token() -> str | None:
@@ -231,33 +277,48 @@ async def _caught_up(label: str, url: str, phase: str) -> None:
         _say(f"{label}: red flags still behind after a minute; the {phase} phase starts anyway")
 
 
+@contextlib.asynccontextmanager
+async def _service(
+    label: str, args: argparse.Namespace, *, url: str | None, env: dict[str, str] | None
+) -> AsyncIterator[tuple[str, ServerProcess | None]]:
+    """The service under test: the one at ``url``, or one started here with ``env`` (stopped at the end)."""
+    from assistant.eval.bench import ServerProcess
+
+    if url is not None:
+        yield url, None
+        return
+    if env is None:
+        raise InvalidInputError(f"{label}: no server URL and no environment to start one with")
+    if args.fake_models:
+        env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1", "ASSISTANT_FAKE_MODEL_MS": str(args.model_ms)}
+    server = ServerProcess(env)
+    _say(f"{label}: starting the service ({', '.join(f'{k}={v}' for k, v in env.items())})")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server.ws_url, server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def _warm_up(label: str, args: argparse.Namespace, url: str, scripts: Any, token: str | None) -> None:
+    from assistant.eval.bench import PhaseSpec, run_phase
+
+    if args.warmup > 0:
+        _say(f"{label}: warm-up")
+        spec = PhaseSpec("single", 4, args.warmup, rate_s=0.1, grace_s=5.0, source_events=args.source_events)
+        await run_phase(url, spec, token=token, scripts=scripts)
+
+
 async def _config(
     label: str, args: argparse.Namespace, *, url: str | None, env: dict[str, str] | None, duration: float
 ) -> dict[str, Any]:
-    from assistant.eval.bench import PhaseSpec, ServerProcess, load_scripts, merge_config, run_phase
+    from assistant.eval.bench import PhaseSpec, load_scripts, merge_config, run_phase
 
     scripts = load_scripts()
     token = _token()
     phase = partial(PhaseSpec, source_events=args.source_events)  # every phase's sources ask alike
-    server: ServerProcess | None = None
-    if url is None:
-        if env is None:
-            raise InvalidInputError(f"{label}: no server URL and no environment to start one with")
-        if args.fake_models:
-            env = {**env, "ASSISTANT_USE_FAKE_MODELS": "1", "ASSISTANT_FAKE_MODEL_MS": str(args.model_ms)}
-        server = ServerProcess(env)
-        _say(f"{label}: starting the service ({', '.join(f'{k}={v}' for k, v in env.items())})")
-        await asyncio.to_thread(server.start)
-        url = server.ws_url
-    try:
-        if args.warmup > 0:
-            _say(f"{label}: warm-up")
-            await run_phase(
-                url,
-                phase("single", 4, args.warmup, rate_s=0.1, grace_s=5.0),
-                token=token,
-                scripts=scripts,
-            )
+    async with _service(label, args, url=url, env=env) as (url, server):
+        await _warm_up(label, args, url, scripts, token)
         single = None
         if args.single_duration > 0:
             _say(f"{label}: one call alone, {args.single_duration:g} s")
@@ -287,31 +348,82 @@ async def _config(
             token=token,
             scripts=scripts,
         )
-    finally:
-        if server is not None:
-            await asyncio.to_thread(server.stop)
     out = merge_config(rate, sat, single)
     out["url"] = url if args.url else "started by the bench"
     out["server_env"] = env
     return out
 
 
+def _optimized_env(args: argparse.Namespace) -> dict[str, str] | None:
+    from assistant.eval.bench import optimized_env
+
+    if args.url:
+        return None
+    return optimized_env(
+        mode=args.mode,
+        query_mode=args.query_mode,
+        device=args.device,
+        batch_max_size=args.batch_max_size,
+        batch_max_wait_ms=args.batch_max_wait_ms,
+        torch_threads=args.torch_threads,
+    )
+
+
+async def _capacity(args: argparse.Namespace) -> dict[str, Any]:
+    """``--capacity``: the largest load the service carries at the targets (``assistant.eval.capacity``)."""
+    from assistant.eval.bench import PhaseSpec, load_scripts, machine_info, run_phase
+    from assistant.eval.capacity import Probe, find_capacity
+
+    scripts = load_scripts()
+    token = _token()
+    env = _optimized_env(args)
+    async with _service("capacity", args, url=args.url, env=env) as (url, server):
+        await _warm_up("capacity", args, url, scripts, token)
+
+        async def run_load(n: int) -> dict[str, Any]:
+            await _caught_up("capacity", url, f"{n}-call")
+            _say(f"capacity: {n} calls, a chunk each every {args.rate_s:g} s, {args.duration:g} s")
+            spec = PhaseSpec(
+                "rate",
+                n,
+                args.duration,
+                rate_s=args.rate_s,
+                grace_s=args.grace,
+                source_events=args.source_events,
+            )
+            return await run_phase(url, spec, server=server, token=token, scripts=scripts)
+
+        def said(p: Probe) -> None:
+            _say(
+                f"capacity: {p.calls} calls "
+                + ("meet the targets" if p.ok else "miss: " + "; ".join(p.why_not))
+            )
+
+        result = await find_capacity(
+            run_load, start=args.calls, resolution=args.resolution, max_calls=args.max_calls, on_probe=said
+        )
+    return {
+        **result.to_dict(),
+        "config": {
+            "start_calls": args.calls,
+            "max_calls": args.max_calls,
+            "resolution": args.resolution,
+            "duration_s": args.duration,
+            "rate_s": args.rate_s,
+            "fake_models": args.fake_models,
+            "source_events": args.source_events,
+        },
+        "url": args.url or "started by the bench",
+        "server_env": env,
+        "machine": machine_info(args.device),
+    }
+
+
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
-    from assistant.eval.bench import check_targets, machine_info, naive_env, optimized_env, speedup
+    from assistant.eval.bench import check_targets, machine_info, naive_env, speedup
 
     mode = args.mode
-    opt_env = (
-        None
-        if args.url
-        else optimized_env(
-            mode=mode,
-            query_mode=args.query_mode,
-            device=args.device,
-            batch_max_size=args.batch_max_size,
-            batch_max_wait_ms=args.batch_max_wait_ms,
-            torch_threads=args.torch_threads,
-        )
-    )
+    opt_env = _optimized_env(args)
     report = await _config("optimized", args, url=args.url, env=opt_env, duration=args.duration)
     if args.naive and (args.naive_url or not args.url):
         env = None if args.naive_url else naive_env(device=args.device, torch_threads=args.torch_threads)

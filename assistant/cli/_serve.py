@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         limit_malloc_arenas,
         limit_onednn_cache,
         raise_open_files_limit,
+        set_gc_gen0_threshold,
         set_gil_switch_interval,
     )
     from assistant.settings import get_settings, load_settings
@@ -61,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     limit_malloc_arenas(settings.malloc_arena_max)
     limit_onednn_cache(settings.onednn_cache_capacity)
     set_gil_switch_interval(settings.gil_switch_interval_ms)
+    set_gc_gen0_threshold(settings.gc_gen0_threshold)
     raise_open_files_limit()  # two sockets per live call
     app = create_app(settings)
     print(

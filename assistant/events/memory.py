@@ -25,7 +25,9 @@ class InProcessBus:
     def __init__(self, *, history: int = 2000) -> None:
         self._history_size = history
         self._fanout = Fanout()
-        self._history: dict[str, deque[BusMessage]] = {}
+        # Plain (data, eid, cursor) tuples, not BusMessages: the collector stops tracking a tuple of strings and
+        # ints, so a full collection does not walk every kept event of every call (docs/benchmarks.md, session 24).
+        self._history: dict[str, deque[tuple[str, int, str]]] = {}
         self._states: dict[str, str] = {}
         self._published = 0  # cursors are "0-<n>": one counter for the process, increasing in every topic
 
@@ -41,12 +43,12 @@ class InProcessBus:
 
     def _publish_now(self, topic: str, data: str, eid: int) -> None:
         self._published += 1
-        msg = BusMessage(topic, data, eid, f"0-{self._published}")
+        cursor = f"0-{self._published}"
         hist = self._history.get(topic)
         if hist is None:
             hist = self._history[topic] = deque(maxlen=self._history_size)
-        hist.append(msg)
-        self._fanout.deliver(msg)
+        hist.append((data, eid, cursor))
+        self._fanout.deliver(BusMessage(topic, data, eid, cursor))
 
     async def publish_many(self, messages: list[Outgoing], *, state: StateUpdate | None = None) -> None:
         for m in messages:  # no await in between: nothing else runs, so all or none
@@ -66,7 +68,11 @@ class InProcessBus:
         self._fanout.remove(sub)
 
     async def history(self, topic: str, *, after: int = 0) -> list[BusMessage]:
-        return [m for m in self._history.get(topic, ()) if m.eid > after or (after == 0 and m.eid == 0)]
+        return [
+            BusMessage(topic, data, eid, cursor)
+            for data, eid, cursor in self._history.get(topic, ())
+            if eid > after or (after == 0 and eid == 0)
+        ]
 
     async def forget(self, topic: str) -> None:
         self._history.pop(topic, None)

@@ -265,6 +265,30 @@ def test_stream_ended_call_refuses_new_chunks(client: TestClient) -> None:
     assert info.value.code == CloseCode.CALL_ENDED
 
 
+def test_an_ended_call_keeps_its_answers_but_not_its_analysis_state(client: TestClient) -> None:
+    """An ended call stays in memory for late sidebars; what only later chunks would need is dropped once stored
+    (each object kept is one more that every full garbage collection walks)."""
+    with client.websocket_connect("/v1/calls/t-released/stream") as src:
+        src.receive_json()
+        for seq, text in enumerate(
+            ["thank you for calling, how can I help", "you are useless, get me a manager"], 1
+        ):
+            _send_ok(src, seq, text)
+        src.send_json({"type": "end"})
+        _until(src, "call_ended")
+    svc = client.app.state.service  # type: ignore[attr-defined]
+    live = svc.calls["t-released"]
+    assert live.session.transcript == [] and live.session.guidance is None and live.worker is None
+    view = svc.live_view("t-released")
+    assert view is not None and view["state"] == "ended" and view["last_seq"] == 2
+    record = client.get("/v1/calls/t-released").json()
+    assert record["status"] == "ended" and record["guidance_state"]  # stored before it was dropped
+    with client.websocket_connect("/v1/calls/t-released/events") as late:  # a late sidebar still replays it
+        assert [e["type"] for e in _until(late, "call_ended") if e["type"] == "transcript"] == [
+            "transcript"
+        ] * 2
+
+
 def test_events_socket_replays_history_then_live_and_after(client: TestClient) -> None:
     with client.websocket_connect("/v1/calls/t-side/stream") as src:
         src.receive_json()

@@ -68,3 +68,16 @@ def test_session_call_end_releases_chunks_behind_several_holes() -> None:
     r = s.release_all()
     assert [c.seq for c in r.ready] == [2, 5]
     assert [(g.first_missing, g.last_missing, g.reason) for g in r.gaps] == [(1, 1, "end"), (3, 4, "end")]
+
+
+def test_analysis_state_is_released_only_once_the_call_has_ended() -> None:
+    s = CallSession("c-release")
+    s.transition(CallState.LIVE)
+    s.ingest(ChunkData(seq=1, speaker="customer", text="hello"), now=0.0)
+    with pytest.raises(InvalidTransition, match="only once it has ended"):
+        s.release_analysis_state()
+    assert len(s.transcript) == 1
+    s.transition(CallState.ENDED)
+    s.release_analysis_state()
+    assert s.transcript == [] and s.guidance is None and s.advisor_state is None
+    assert s.last_seq == 1 and s.state is CallState.ENDED  # what it still answers stays

@@ -201,3 +201,24 @@ def test_bus_publish_many_keeps_order_and_the_state_snapshot(make_bus: Callable[
                 await w2.close()
 
     _run(scenario())
+
+
+def test_the_in_process_history_is_not_walked_by_full_garbage_collections() -> None:
+    """Its entries are plain tuples of strings and ints, which the collector stops tracking: a worker's kept events
+    of many calls add nothing to a full collection's pause (docs/benchmarks.md, session 24)."""
+    import gc
+
+    async def scenario() -> None:
+        bus = InProcessBus(history=50)
+        for eid in range(1, 21):
+            await bus.publish("call:gc", f'{{"eid": {eid}}}', eid=eid)
+        gc.collect()
+        kept = bus._history["call:gc"]
+        assert len(kept) == 20 and not any(gc.is_tracked(entry) for entry in kept)
+        replay = await bus.history("call:gc", after=15)
+        assert [(m.topic, m.eid, m.data) for m in replay] == [
+            ("call:gc", e, f'{{"eid": {e}}}') for e in range(16, 21)
+        ]
+        assert all(m.cursor for m in replay)
+
+    _run(scenario())
