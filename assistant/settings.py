@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # Allocations (net of frees) between two young garbage collections in `assistant serve` (runtime.py); Python's
     # default is 700. At 700 the objects of chunks in flight outlive two young collections, reach the old
     # generation and make it grow a quarter every few seconds: a full collection then stalled the loop for
-    # 200-400 ms each time (every 6 s at 600 calls), p99 55 -> 240 ms over five minutes. At 10,000: one full
+    # 200-400 ms each time (every 6 s at 600 calls), p99 55 -> 255 ms over five minutes. At 10,000: one full
     # collection in those five minutes, p99 59-69 ms throughout (docs/benchmarks.md, session 24).
     gc_gen0_threshold: int = Field(default=10_000, ge=100, le=1_000_000)
 

@@ -165,6 +165,15 @@ def _check(args: argparse.Namespace) -> None:
             )
     if "int8" in (args.mode, args.query_mode) and args.device == "cuda":
         raise InvalidInputError("int8 runs on the CPU only; use fp32 or bf16 with --device cuda")
+    if args.capacity and (args.resolution < 1 or args.max_calls < args.calls):
+        raise InvalidInputError(
+            f"--capacity needs --resolution >= 1 and --max-calls >= --calls (the first load), got "
+            f"--resolution {args.resolution}, --max-calls {args.max_calls}, --calls {args.calls}"
+        )
+    if args.capacity and args.resolution > args.calls:
+        raise InvalidInputError(
+            f"--resolution ({args.resolution}) must not exceed --calls ({args.calls}), the first load"
+        )
 
 
 def _worker_counts(raw: str) -> list[int]:
@@ -213,8 +222,6 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--model-ms simulates the fake models' time; add --fake-models")
     if args.workers is not None:
         return _run_scaling(args)
-    if args.capacity:
-        _check_capacity(args)
     runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
     try:
         import uvloop  # the client handles a thousand sockets; uvloop keeps its own overhead small
@@ -247,18 +254,6 @@ def _write_json(path: Path | None, report: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1) + "\n")
         print(f"report: {path}", file=sys.stderr)
-
-
-def _check_capacity(args: argparse.Namespace) -> None:
-    if args.resolution < 1 or args.max_calls < args.calls:
-        raise InvalidInputError(
-            f"--capacity needs --resolution >= 1 and --max-calls >= --calls (the first load), got "
-            f"--resolution {args.resolution}, --max-calls {args.max_calls}, --calls {args.calls}"
-        )
-    if args.resolution > args.calls:
-        raise InvalidInputError(
-            f"--resolution ({args.resolution}) must not exceed --calls ({args.calls}), the first load"
-        )
 
 
 def _token() -> str | None:
