@@ -135,7 +135,57 @@ def convert(module: M, precision: Precision, calibration: Int8Calibration | None
     converted = copy.deepcopy(module).to(torch.bfloat16)
     if all(p.device.type == "cpu" for p in converted.parameters()):
         pack_linears(converted)
+        pad_rows(converted)
     return converted
+
+
+@torch.jit.script
+def bucket_rows(m: int) -> int:
+    """``m`` rounded up to a row count from a short list: steps of 16 rows up to 512, of 32 up to 1,024, and
+    so on (at most 15 rows or 1/16 more).
+
+    Why: oneDNN builds a bf16 kernel per input shape (~4 ms) and caches it (~0.55 MB). A live batch's row count
+    (its tokens) takes hundreds of values, so at 1,000 calls the cache thrashed (3,124 kernels built in 95 s)
+    and held ~500 MB; 64 sizes up to 2,048 rows keep it small and warm (docs/benchmarks.md, session 25).
+    """
+    step = 16
+    while step * 32 < m:
+        step *= 2
+    return (m + step - 1) // step * step
+
+
+@torch.jit.script
+def padded_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (..., K) as a matrix of rows, zero rows appended up to ``bucket_rows`` of its row count."""
+    rows = x.reshape(-1, x.shape[-1])
+    m = rows.shape[0]
+    padded = bucket_rows(m)
+    return rows if padded == m else torch.nn.functional.pad(rows, [0, 0, 0, padded - m])
+
+
+@torch.jit.script
+def unpadded(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``y``, computed from ``padded_rows(like)``, without the added rows and in ``like``'s leading shape."""
+    shape = list(like.shape[:-1])
+    m = like.numel() // like.shape[-1]
+    shape.append(y.shape[-1])
+    return y[:m].reshape(shape)
+
+
+@torch.jit.script
+def bucketed_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """``x @ weight_t`` for ``x`` of shape (..., K), its rows padded to ``bucket_rows`` for the product."""
+    return unpadded(torch.mm(padded_rows(x), weight_t), x)
+
+
+def pad_rows(module: torch.nn.Module) -> int:
+    """Turn on ``pad_rows`` in every submodule that has it (a bf16 CPU copy; see ``bucket_rows``); how many."""
+    n = 0
+    for m in module.modules():
+        if isinstance(getattr(m, "pad_rows", None), bool):
+            m.pad_rows = True  # type: ignore[assignment]  # a plain bool, not the tensor Module.__setattr__ expects
+            n += 1
+    return n
 
 
 class _PackedLinear(torch.nn.Module):
@@ -155,7 +205,9 @@ class _PackedLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scalars = torch.jit.annotate(List[Optional[Union[int, float, complex]]], [])  # noqa: UP006, UP007, UP045
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", scalars, "")
+        # Rows padded to a bucket (``bucket_rows``): one cached kernel serves many batch shapes.
+        y = torch.ops.mkldnn._linear_pointwise(padded_rows(x), self.weight, self.bias, "none", scalars, "")
+        return unpadded(y, x)
 
 
 def _packed(linear: torch.nn.Linear) -> torch.nn.Module | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +235,52 @@ def test_packed_linears_compute_what_the_plain_ones_do_and_trace() -> None:
         for shape in ((1, 1, 16), (7, 2, 16)):  # other shapes than the traced one
             y = torch.randn(*shape, dtype=torch.bfloat16)
             assert torch.allclose(traced(y).float(), plain(y).float(), atol=1e-2)
+
+
+def test_row_buckets_cover_every_size_in_few_sizes_with_little_padding() -> None:
+    sizes = [precision.bucket_rows(m) for m in range(1, 2049)]
+    assert all(b >= m for m, b in zip(range(1, 2049), sizes, strict=True))
+    assert sizes == sorted(sizes)  # more rows never get a smaller bucket
+    assert all(b - m <= max(15, m // 16) for m, b in zip(range(1, 2049), sizes, strict=True))
+    assert len(set(sizes)) <= 64  # against 2,048 kernels, one per size
+    assert precision.bucket_rows(16) == 16 and precision.bucket_rows(17) == 32
+
+
+def test_bucketed_matmul_is_the_plain_product() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(8, 3)
+    for shape in ((1, 1, 8), (3, 7, 8), (600, 8)):
+        x = torch.randn(*shape)
+        assert torch.allclose(precision.bucketed_matmul(x, w), x @ w, atol=1e-6)
+
+
+def test_a_bf16_cpu_copy_pads_the_heads_rows_and_fp32_does_not() -> None:
+    from assistant.redflags.model import LabelAttentionHead
+
+    head = LabelAttentionHead(hidden=8, n_labels=3).eval()
+    assert precision.convert(head, "bf16").pad_rows
+    assert not precision.convert(head, "fp32").pad_rows
+
+
+@needs_onednn
+def test_packed_linears_build_one_kernel_per_row_bucket_not_per_batch_shape(tmp_path: Path) -> None:
+    """oneDNN builds and caches a kernel per input shape (4 ms and ~0.55 MB each); 200 row counts must
+    reuse the few kernels of their buckets. Counted by oneDNN itself (ONEDNN_VERBOSE), in a fresh process."""
+    script = tmp_path / "shapes.py"
+    script.write_text(
+        "import torch\n"
+        "from assistant import precision\n"
+        "net = precision.convert(torch.nn.Sequential(torch.nn.Linear(32, 32)).eval(), 'bf16')\n"
+        "with torch.inference_mode():\n"
+        "    for m in range(1, 201):\n"
+        "        net(torch.randn(m, 32, dtype=torch.bfloat16))\n"
+    )
+    env = {**os.environ, "ONEDNN_VERBOSE": "profile_create"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True)
+    built = [
+        line for line in out.stdout.splitlines() if "create:cache_miss" in line and "inner_product" in line
+    ]
+    assert 0 < len(built) <= len({precision.bucket_rows(m) for m in range(1, 201)}) + 2, out.stdout[-2000:]
 
 
 @needs_onednn
