@@ -39,11 +39,11 @@ def limit_malloc_arenas(n: int) -> bool:
 def limit_onednn_cache(capacity: int) -> None:
     """Cap oneDNN's primitive cache (0: leave its default of 1,024). Must run before the first model pass.
 
-    Kernels are built per input shape, and live batches come in many shapes. Before bf16 weights were
-    prepacked (``precision.pack_linears``) each cached kernel held its own reordered weights and a 64-entry cap
-    cut RSS at 500 calls from ~1.5 to 1.32 GB. With packed weights the kernels are small, and a small cache
-    only rebuilds them: 64 entries cost 40-50% more CPU per utterance (classifier 3.25 vs 2.18 ms, query
-    1.79 vs 1.21 ms, both encoders in parallel) for ~50 MB less RSS (1.27 vs 1.32 GB), so the default is 1,024.
+    Kernels are built per input shape (~4 ms, ~0.55 MB each for a bf16 product). Since session 25 the bf16
+    products pad their rows to one of 64 sizes (``precision.bucket_rows``), so both encoders need a few
+    hundred kernels and the default holds them all; before it, live batches came in thousands of shapes, the
+    cache thrashed and held ~500 MB at 1,000 calls. A small cache only rebuilds kernels: 64 entries cost
+    40-50% more CPU per utterance (session 16), so the default stays 1,024.
     """
     if capacity > 0:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
