@@ -39,11 +39,10 @@ def limit_malloc_arenas(n: int) -> bool:
 def limit_onednn_cache(capacity: int) -> None:
     """Cap oneDNN's primitive cache (0: leave its default of 1,024). Must run before the first model pass.
 
-    Kernels are built per input shape (~4 ms, ~0.55 MB each for a bf16 product). Since session 25 the bf16
-    products pad their rows to one of 64 sizes (``precision.bucket_rows``), so both encoders need a few
-    hundred kernels and the default holds them all; before it, live batches came in thousands of shapes, the
-    cache thrashed and held ~500 MB at 1,000 calls. A small cache only rebuilds kernels: 64 entries cost
-    40-50% more CPU per utterance (session 16), so the default stays 1,024.
+    Kernels are built per input shape (~4 ms, ~0.55 MB each for a bf16 product), and live batches come in many
+    shapes: at 1,000 calls on bf16 the cache thrashed and, with PyTorch's own ideep cache, held ~500 MB
+    (session 25). ``ASSISTANT_BF16_ROW_BUCKETS`` cuts the shapes to a few hundred instead. A small cache only
+    rebuilds kernels: 64 entries cost 40-50% more CPU per utterance (session 16), so the default stays 1,024.
     """
     if capacity > 0:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))

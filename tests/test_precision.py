@@ -254,33 +254,49 @@ def test_bucketed_matmul_is_the_plain_product() -> None:
         assert torch.allclose(precision.bucketed_matmul(x, w), x @ w, atol=1e-6)
 
 
-def test_a_bf16_cpu_copy_pads_the_heads_rows_and_fp32_does_not() -> None:
+def test_a_bf16_cpu_copy_pads_the_heads_rows_when_asked_and_fp32_never() -> None:
     from assistant.redflags.model import LabelAttentionHead
 
     head = LabelAttentionHead(hidden=8, n_labels=3).eval()
-    assert precision.convert(head, "bf16").pad_rows
-    assert not precision.convert(head, "fp32").pad_rows
+    assert precision.convert(head, "bf16", row_buckets=True).pad_rows
+    assert not precision.convert(head, "bf16").pad_rows  # off by default (ASSISTANT_BF16_ROW_BUCKETS)
+    assert not precision.convert(head, "fp32", row_buckets=True).pad_rows
 
 
 @needs_onednn
 def test_packed_linears_build_one_kernel_per_row_bucket_not_per_batch_shape(tmp_path: Path) -> None:
-    """oneDNN builds and caches a kernel per input shape (4 ms and ~0.55 MB each); 200 row counts must
-    reuse the few kernels of their buckets. Counted by oneDNN itself (ONEDNN_VERBOSE), in a fresh process."""
+    """oneDNN builds and caches a kernel per input shape (4 ms and ~0.55 MB each); with row buckets 200 row
+    counts reuse the few kernels of their buckets. Counted by oneDNN itself (ONEDNN_VERBOSE), fresh processes."""
     script = tmp_path / "shapes.py"
     script.write_text(
+        "import sys\n"
         "import torch\n"
         "from assistant import precision\n"
-        "net = precision.convert(torch.nn.Sequential(torch.nn.Linear(32, 32)).eval(), 'bf16')\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(32, 32)).eval()\n"
+        "net = precision.convert(net, 'bf16', row_buckets=sys.argv[1] == 'on')\n"
         "with torch.inference_mode():\n"
         "    for m in range(1, 201):\n"
         "        net(torch.randn(m, 32, dtype=torch.bfloat16))\n"
     )
     env = {**os.environ, "ONEDNN_VERBOSE": "profile_create"}
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True)
-    built = [
-        line for line in out.stdout.splitlines() if "create:cache_miss" in line and "inner_product" in line
-    ]
-    assert 0 < len(built) <= len({precision.bucket_rows(m) for m in range(1, 201)}) + 2, out.stdout[-2000:]
+
+    def built(setting: str) -> int:
+        run = [sys.executable, str(script), setting]
+        out = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+        return sum("create:cache_miss" in line and "inner_product" in line for line in out.splitlines())
+
+    assert 0 < built("on") <= len({precision.bucket_rows(m) for m in range(1, 201)}) + 2
+    assert built("off") >= 200  # without them, one per row count
+
+
+@pytest.mark.slow
+def test_the_row_bucket_setting_reaches_the_classifier_and_scores_stay() -> None:
+    settings = load_settings(torchscript=False)
+    plain = load_classifier(settings, mode="bf16")
+    bucketed = load_classifier(load_settings(torchscript=False, bf16_row_buckets=True), mode="bf16")
+    assert bucketed.net.head.pad_rows and not plain.net.head.pad_rows
+    many = [Utterance(u.text + " now" * k, u.context) for k in range(3) for u in UTTERANCES]
+    assert torch.allclose(bucketed.probabilities(many), plain.probabilities(many), atol=2e-2)
 
 
 @needs_onednn
@@ -296,7 +312,7 @@ def test_packed_bf16_classifier_equals_unpacked(monkeypatch: pytest.MonkeyPatch)
     """Packing is an exact rewrite: the shipped classifier scores the same with and without it."""
     settings = load_settings(torchscript=True)
     packed = load_classifier(settings, mode="bf16")
-    monkeypatch.setattr(precision, "pack_linears", lambda module: 0)
+    monkeypatch.setattr(precision, "pack_linears", lambda module, **_: 0)
     plain = load_classifier(settings, mode="bf16")
     many = [Utterance(u.text + " now" * k, u.context) for k in range(5) for u in UTTERANCES]
     assert torch.allclose(packed.probabilities(many), plain.probabilities(many), atol=1e-3)

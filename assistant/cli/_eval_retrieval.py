@@ -82,7 +82,10 @@ def _run(args: argparse.Namespace) -> int:
     cache = settings.resolved_index_dir() / "cache" / embedder.fingerprint[:16]
     index = build_index(kb, embedder, index_dir=None, cache_dir=cache).index
     embedder.set_query_precision(  # as the service runs it
-        args.mode, torchscript=settings.torchscript, calibration=settings.retrieval_int8_calibration_path()
+        args.mode,
+        torchscript=settings.torchscript,
+        calibration=settings.retrieval_int8_calibration_path(),
+        row_buckets=settings.bf16_row_buckets,
     )
     queries: Any = embedder
     if args.shared_pass:

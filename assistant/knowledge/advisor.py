@@ -500,6 +500,7 @@ def load_advisor(settings: Settings, *, device: str = "cpu") -> KnowledgeAdvisor
         settings.query_inference_mode,
         torchscript=settings.torchscript,
         calibration=settings.retrieval_int8_calibration_path(),
+        row_buckets=settings.bf16_row_buckets,
     )
     return advisor
 

@@ -134,14 +134,20 @@ class SentenceEmbedder:
         self.encode(["warm up"])
 
     def set_query_precision(
-        self, mode: str, *, torchscript: bool = False, calibration: Path | None = None
+        self,
+        mode: str,
+        *,
+        torchscript: bool = False,
+        calibration: Path | None = None,
+        row_buckets: bool = False,
     ) -> None:
         """Encode live queries in ``mode`` (``fp32``, ``int8``, ``bf16`` or ``auto``, see assistant.precision).
 
         Call it after the index is built: passages stay fp32 embeddings, only queries change precision.
         int8 needs the encoder's int8 ``calibration`` (``write_int8_calibration``). Its effect on retrieval is measured by
         ``assistant eval retrieval --mode``. With ``torchscript`` the query encoder runs as a frozen trace
-        (``assistant.precision.trace``).
+        (``assistant.precision.trace``). ``row_buckets``: bf16 on a CPU pads each product's rows
+        (``assistant.precision.bucket_rows``).
         """
         import torch
 
@@ -167,7 +173,7 @@ class SentenceEmbedder:
                 )
                 chosen = "fp32"
         try:
-            self._queries = precision.convert(self._model, chosen, int8)
+            self._queries = precision.convert(self._model, chosen, int8, row_buckets=row_buckets)
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
         self.query_precision = chosen

@@ -113,6 +113,7 @@ class RedFlagClassifier:
         torchscript: bool = False,
         int8_calibration: precision.Int8Calibration | None = None,
         query_map: QueryMap | None = None,
+        row_buckets: bool = False,
     ) -> None:
         if config.labels != list(LABELS):
             raise ModelLoadError(
@@ -128,7 +129,9 @@ class RedFlagClassifier:
             raise ModelLoadError(str(e)) from e
         # Other precisions keep only their converted copy; ``save`` (training) needs fp32.
         try:
-            self.net = precision.convert(net.to(self.device).eval(), self.precision, int8_calibration)
+            self.net = precision.convert(
+                net.to(self.device).eval(), self.precision, int8_calibration, row_buckets=row_buckets
+            )
         except ValueError as e:  # int8 without (or with a mismatched) calibration
             raise ModelLoadError(str(e)) from e
         # Tokenizing is guarded (a shared fast tokenizer may raise "Already borrowed" across threads); passes
@@ -185,11 +188,13 @@ class RedFlagClassifier:
         mode: str = "fp32",
         torchscript: bool = False,
         query_space: str | None = None,
+        row_buckets: bool = False,
     ) -> RedFlagClassifier:
         """Load shipped weights from ``path`` on top of the installed base encoder.
 
         ``query_space``: the fingerprint of the retrieval encoder the service runs; when the model's query map
         (``query_map.safetensors``) was fitted for it, ``predict`` also returns each row's query vector.
+        ``row_buckets``: bf16 on a CPU pads each product's rows (``precision.bucket_rows``).
         """
         force_offline()
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -246,6 +251,7 @@ class RedFlagClassifier:
             mode=mode,
             torchscript=torchscript,
             int8_calibration=calibration,
+            row_buckets=row_buckets,
             query_map=load_query_map(
                 path,
                 query_space,
@@ -606,6 +612,7 @@ def load_classifier(
         mode=mode or settings.inference_mode,
         torchscript=settings.torchscript,
         query_space=query_space,
+        row_buckets=settings.bf16_row_buckets,
     )
     if settings.shared_query_pass == "on" and clf.query_map is None:
         layers = settings.retrieval_encoder_layers()
