@@ -188,14 +188,11 @@ def bucketed_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     return unpadded(torch.mm(padded_rows(x), weight_t), x)
 
 
-def pad_rows(module: torch.nn.Module) -> int:
-    """Turn on ``pad_rows`` in every submodule that has it (a bf16 CPU copy with ``row_buckets``); how many."""
-    n = 0
+def pad_rows(module: torch.nn.Module) -> None:
+    """Turn on ``pad_rows`` in every submodule that has it (a bf16 CPU copy with ``row_buckets``)."""
     for m in module.modules():
         if isinstance(getattr(m, "pad_rows", None), bool):
             m.pad_rows = True  # type: ignore[assignment]  # a plain bool, not the tensor Module.__setattr__ expects
-            n += 1
-    return n
 
 
 class _PackedLinear(torch.nn.Module):
@@ -241,8 +238,9 @@ def _packed(linear: torch.nn.Linear, *, pad: bool = False) -> torch.nn.Module | 
 def pack_linears(module: torch.nn.Module, *, row_buckets: bool = False) -> int:
     """Swap every bf16 ``nn.Linear`` of a CPU inference module for its prepacked twin; returns how many.
 
-    With ``row_buckets`` the twins pad their rows to ``bucket_rows``. Only for inference: the packed weight is opaque (no autograd, no ``state_dict`` round trip). A layer
-    whose twin does not compute the same outputs keeps its plain form.
+    Only for inference: the packed weight is opaque (no autograd, no ``state_dict`` round trip). A layer
+    whose twin does not compute the same outputs keeps its plain form. With ``row_buckets`` the twins pad their
+    rows to ``bucket_rows``.
     """
     if not torch.backends.mkldnn.is_available():
         return 0

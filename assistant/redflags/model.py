@@ -74,8 +74,8 @@ class LabelAttentionHead(nn.Module):
             self.prior = nn.Linear(prior_features, n_labels, bias=False)
             nn.init.zeros_(self.prior.weight)
         self._scale = 1.0 / math.sqrt(hidden)
-        # bf16 on a CPU (set by ``precision.convert``): the per-token products pad their rows to a bucket, so
-        # that oneDNN's cached kernels serve many batch shapes (``precision.bucket_rows``).
+        # Set by ``precision.convert`` for bf16 on a CPU with ``ASSISTANT_BF16_ROW_BUCKETS``: the per-token
+        # products pad their rows to a bucket, so oneDNN's cached kernels serve many batch shapes.
         self.pad_rows = False
 
     def forward(
