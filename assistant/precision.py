@@ -121,17 +121,10 @@ def resolve(mode: str, device: torch.device) -> Precision:
     return mode  # type: ignore[return-value]
 
 
-def convert(
-    module: M,
-    precision: Precision,
-    calibration: Int8Calibration | None = None,
-    *,
-    row_buckets: bool = False,
-) -> M:
+def convert(module: M, precision: Precision, calibration: Int8Calibration | None = None) -> M:
     """``module`` in ``precision``: fp32 returns it as it is, the others a converted copy of the same class.
 
     int8 needs the module's ``calibration`` (measured on the same weights, see ``measure_int8_calibration``).
-    ``row_buckets`` (bf16 on a CPU; ``ASSISTANT_BF16_ROW_BUCKETS``): products pad their rows (``bucket_rows``).
     """
     if precision == "fp32":
         return module
@@ -141,58 +134,8 @@ def convert(
         return smoothed_int8(module, calibration)
     converted = copy.deepcopy(module).to(torch.bfloat16)
     if all(p.device.type == "cpu" for p in converted.parameters()):
-        pack_linears(converted, row_buckets=row_buckets)
-        if row_buckets:
-            pad_rows(converted)
+        pack_linears(converted)
     return converted
-
-
-@torch.jit.script
-def bucket_rows(m: int) -> int:
-    """``m`` rounded up to a row count from a short list: steps of 16 rows up to 512, of 32 up to 1,024, and
-    so on (at most 15 rows or 1/16 more).
-
-    Why: oneDNN builds a bf16 kernel per input shape (~4 ms) and caches it (~0.55 MB, in oneDNN's cache and in
-    ideep's). A live batch's row count (its tokens) takes hundreds of values, so at 1,000 calls the caches
-    thrashed (3,124 kernels built in 95 s) and held ~500 MB; 64 sizes up to 2,048 rows keep them small and warm.
-    The price: ~0.4 ms more per pass of one row, for the steps around each linear (docs/benchmarks.md,
-    session 25), so it is a setting (``ASSISTANT_BF16_ROW_BUCKETS``), off by default.
-    """
-    step = 16
-    while step * 32 < m:
-        step *= 2
-    return (m + step - 1) // step * step
-
-
-@torch.jit.script
-def padded_rows(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (..., K) as a matrix of rows, zero rows appended up to ``bucket_rows`` of its row count."""
-    rows = x.reshape(-1, x.shape[-1])
-    m = rows.shape[0]
-    padded = bucket_rows(m)
-    return rows if padded == m else torch.nn.functional.pad(rows, [0, 0, 0, padded - m])
-
-
-@torch.jit.script
-def unpadded(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``y``, computed from ``padded_rows(like)``, without the added rows and in ``like``'s leading shape."""
-    shape = list(like.shape[:-1])
-    m = like.numel() // like.shape[-1]
-    shape.append(y.shape[-1])
-    return y[:m].reshape(shape)
-
-
-@torch.jit.script
-def bucketed_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
-    """``x @ weight_t`` for ``x`` of shape (..., K), its rows padded to ``bucket_rows`` for the product."""
-    return unpadded(torch.mm(padded_rows(x), weight_t), x)
-
-
-def pad_rows(module: torch.nn.Module) -> None:
-    """Turn on ``pad_rows`` in every submodule that has it (a bf16 CPU copy with ``row_buckets``)."""
-    for m in module.modules():
-        if isinstance(getattr(m, "pad_rows", None), bool):
-            m.pad_rows = True  # type: ignore[assignment]  # a plain bool, not the tensor Module.__setattr__ expects
 
 
 class _PackedLinear(torch.nn.Module):
@@ -205,27 +148,20 @@ class _PackedLinear(torch.nn.Module):
     parent graph inlines it all the same.
     """
 
-    __constants__ = ("pad",)  # fixed when scripted: the branch not taken costs nothing
-
-    def __init__(self, linear: torch.nn.Linear, *, pad: bool = False) -> None:
+    def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
         self.register_buffer("weight", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
-        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scalars = torch.jit.annotate(List[Optional[Union[int, float, complex]]], [])  # noqa: UP006, UP007, UP045
-        if not self.pad:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", scalars, "")
-        # Rows padded to a bucket (``bucket_rows``): one cached kernel serves many batch shapes.
-        y = torch.ops.mkldnn._linear_pointwise(padded_rows(x), self.weight, self.bias, "none", scalars, "")
-        return unpadded(y, x)
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", scalars, "")
 
 
-def _packed(linear: torch.nn.Linear, *, pad: bool = False) -> torch.nn.Module | None:
+def _packed(linear: torch.nn.Linear) -> torch.nn.Module | None:
     """The packed twin of a bf16 CPU ``linear`` when it computes the same outputs, else None."""
     try:
-        twin = torch.jit.script(_PackedLinear(linear, pad=pad))
+        twin = torch.jit.script(_PackedLinear(linear))
         x = torch.randn(2, 3, linear.in_features, dtype=torch.bfloat16)
         with torch.inference_mode():
             same = torch.allclose(twin(x).float(), linear(x).float(), atol=1e-2, rtol=1e-2)
@@ -235,24 +171,23 @@ def _packed(linear: torch.nn.Linear, *, pad: bool = False) -> torch.nn.Module | 
         return None
 
 
-def pack_linears(module: torch.nn.Module, *, row_buckets: bool = False) -> int:
+def pack_linears(module: torch.nn.Module) -> int:
     """Swap every bf16 ``nn.Linear`` of a CPU inference module for its prepacked twin; returns how many.
 
     Only for inference: the packed weight is opaque (no autograd, no ``state_dict`` round trip). A layer
-    whose twin does not compute the same outputs keeps its plain form. With ``row_buckets`` the twins pad their
-    rows to ``bucket_rows``.
+    whose twin does not compute the same outputs keeps its plain form.
     """
     if not torch.backends.mkldnn.is_available():
         return 0
     swapped = 0
     for name, child in list(module.named_children()):
         if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.bfloat16:
-            twin = _packed(child, pad=row_buckets)
+            twin = _packed(child)
             if twin is not None:
                 setattr(module, name, twin)
                 swapped += 1
         else:
-            swapped += pack_linears(child, row_buckets=row_buckets)
+            swapped += pack_linears(child)
     return swapped
 
 

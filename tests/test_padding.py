@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from assistant.padding import length_groups
+from assistant.padding import (
+    DEFAULT_OVERHEAD_TOKENS,
+    bucket_rows,
+    bucketed_shape,
+    group_layout,
+    length_groups,
+)
 
 
 def cost(lengths: list[int], groups: list[list[int]], overhead: int) -> int:
@@ -46,3 +52,65 @@ def test_size_cap_and_edge_cases() -> None:
     assert length_groups([7]) == [[0]]
     with pytest.raises(ValueError, match="max_size"):
         length_groups([1], max_size=0)
+
+
+def test_row_buckets_cover_every_size_in_few_sizes_with_little_padding() -> None:
+    sizes = [bucket_rows(m) for m in range(1, 2049)]
+    assert all(b >= m for m, b in zip(range(1, 2049), sizes, strict=True))
+    assert sizes == sorted(sizes)  # more rows never get a smaller bucket
+    assert all(b - m <= max(15, m // 16) for m, b in zip(range(1, 2049), sizes, strict=True))
+    assert len(set(sizes)) <= 64  # against 2,048 kernels, one per size
+    assert bucket_rows(16) == 16 and bucket_rows(17) == 32
+
+
+def test_bucketed_shapes_fit_their_group_in_a_row_bucket_of_few_products() -> None:
+    shapes = {(size, width): bucketed_shape(size, width) for size in range(1, 41) for width in range(1, 129)}
+    for (size, width), (rows, tokens) in shapes.items():
+        assert rows >= size and tokens >= width
+        assert bucket_rows(rows * tokens) == rows * tokens
+        assert rows - size <= 15
+        # the least such product: none of the row counts it skips reaches a bucket at or under it
+        assert all(
+            bucket_rows(r * t) != r * t
+            for r in range(size, rows + 1)
+            for t in range(width, rows * tokens // r + 1)
+            if r * t < rows * tokens
+        )
+    assert len({rows * tokens for rows, tokens in shapes.values()}) <= 100  # kernels, against 5,120 shapes
+    assert bucketed_shape(1, 9) == (1, 16)  # one row: only tokens are added, and they are masked
+    with pytest.raises(ValueError, match="at least one row"):
+        bucketed_shape(0, 5)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_bucketed_layouts_read_every_row_once_and_pad_with_repeats(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = [rng.randint(2, 64) for _ in range(rng.randint(1, 70))]
+    groups = length_groups(lengths, buckets=True)
+    layout = group_layout(groups, lengths, buckets=True)
+    kept = []
+    for g, group in enumerate(groups):
+        rows = layout.order[layout.bounds[g] : layout.bounds[g + 1]]
+        assert rows[: layout.real[g]] == group  # the group's own rows first, their results kept
+        assert set(rows[layout.real[g] :]) <= {group[0]}  # then repeats, whose results are dropped
+        assert (len(rows), layout.widths[g]) == bucketed_shape(len(group), max(lengths[i] for i in group))
+        kept += rows[: layout.real[g]]
+    assert sorted(kept) == list(range(len(lengths)))
+    plain = group_layout(length_groups(lengths), lengths)
+    assert plain.order == sorted(plain.order, key=lambda i: lengths[i]) and plain.real == [
+        b - a for a, b in itertools.pairwise(plain.bounds)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_bucket_aware_groups_cost_no_more_tokens_than_plain_groups_bucketed(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = [rng.randint(2, 64) for _ in range(rng.randint(1, 70))]
+
+    def bucketed_cost(groups: list[list[int]]) -> int:
+        shapes = [bucketed_shape(len(g), max(lengths[i] for i in g)) for g in groups]
+        return sum(DEFAULT_OVERHEAD_TOKENS + rows * tokens for rows, tokens in shapes)
+
+    assert bucketed_cost(length_groups(lengths, buckets=True)) <= bucketed_cost(length_groups(lengths))
+    lengths = [9] * 9  # one group of 9 x 9 runs as 9 x 16; 1 + 8 rows run as 1 x 16 and 8 x 10
+    assert bucketed_cost(length_groups(lengths, buckets=True)) < bucketed_cost(length_groups(lengths))

@@ -91,6 +91,7 @@ class SentenceEmbedder:
         self._traced: Any = None  # the query encoder's TorchScript trace, when asked for
         self._groups: Any = None  # its group loop, scripted (``_pooled_groups``)
         self.query_precision = "fp32"
+        self.row_buckets = False  # bucketed group shapes for bf16 queries (set_query_precision)
         self._fingerprint: str | None = None
 
     @property
@@ -146,8 +147,8 @@ class SentenceEmbedder:
         Call it after the index is built: passages stay fp32 embeddings, only queries change precision.
         int8 needs the encoder's int8 ``calibration`` (``write_int8_calibration``). Its effect on retrieval is measured by
         ``assistant eval retrieval --mode``. With ``torchscript`` the query encoder runs as a frozen trace
-        (``assistant.precision.trace``). ``row_buckets``: bf16 on a CPU pads each product's rows
-        (``assistant.precision.bucket_rows``).
+        (``assistant.precision.trace``). ``row_buckets``: bf16 on a CPU runs each group of a batch in a bucketed
+        shape (``assistant.padding.bucketed_shape``).
         """
         import torch
 
@@ -173,10 +174,11 @@ class SentenceEmbedder:
                 )
                 chosen = "fp32"
         try:
-            self._queries = precision.convert(self._model, chosen, int8, row_buckets=row_buckets)
+            self._queries = precision.convert(self._model, chosen, int8)
         except ValueError as e:
             raise ModelLoadError(str(e)) from e
         self.query_precision = chosen
+        self.row_buckets = row_buckets and chosen == "bf16" and self._model.device.type == "cpu"
         self._traced = None
         self._groups = None
         if torchscript:
@@ -258,33 +260,21 @@ class SentenceEmbedder:
         features = self._features(list(texts), model)
         lengths = features["attention_mask"].sum(dim=1)
         lens = lengths.tolist()
-        groups = length_groups(lens, max_size=DEFAULT_MAX_SIZE)
-        if self._groups is not None:
-            order, bounds, widths = group_layout(groups, lens)
-            with torch.inference_mode():
-                vecs = self._groups(
-                    features["input_ids"],
-                    features["attention_mask"],
-                    features["token_type_ids"],
-                    torch.tensor(order, dtype=torch.long, device=lengths.device),
-                    torch.tensor(bounds, dtype=torch.long),
-                    torch.tensor(widths, dtype=torch.long),
-                )
-            return np.asarray(vecs.cpu().numpy(), dtype=np.float32)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        groups = length_groups(lens, max_size=DEFAULT_MAX_SIZE, buckets=self.row_buckets)
+        layout = group_layout(groups, lens, buckets=self.row_buckets)
+        inputs = [features[k] for k in ("input_ids", "attention_mask", "token_type_ids")]
+        extra = max(layout.widths) - inputs[0].size(1)
+        if extra > 0:  # a bucketed shape wider than the batch: masked padding tokens
+            pad_ids = [model.tokenizer.pad_token_id or 0, 0, 0]
+            inputs = [
+                torch.nn.functional.pad(t, (0, extra), value=v) for t, v in zip(inputs, pad_ids, strict=True)
+            ]
+        order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
+        # The scripted loop when there is one; else the same loop in Python, over the trace or the eager model.
+        loop = self._groups or _pooled_loop(self._traced or _last_hidden(model[0].auto_model), self.dim)
         with torch.inference_mode():
-            for group in groups:
-                idx = torch.tensor(group)
-                w = int(lengths[idx].max())
-                f = {k: v[idx, :w] for k, v in features.items()}
-                if self._traced is not None:
-                    hidden = self._traced(f["input_ids"], f["attention_mask"], f["token_type_ids"])
-                else:
-                    hidden = model[0].auto_model(**f).last_hidden_state
-                mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[group] = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
-        return out
+            vecs = loop(*inputs, order.to(lengths.device), bounds, widths, real)
+        return np.asarray(vecs.float().cpu().numpy(), dtype=np.float32)
 
     def encode(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
         if self._model is None:
@@ -327,19 +317,18 @@ def _last_hidden(encoder: Any) -> Any:
     return LastHidden()
 
 
-def _pooled_groups(traced: Any, dim: int) -> Any:
-    """The traced encoder run over length groups, mean-pooled and normalised, the loop inside TorchScript
-    (frozen whole), or None when scripting fails (the Python loop stays).
+def _pooled_loop(run: Any, dim: int) -> Any:
+    """``run`` (tokens -> last hidden states) over the length groups of a batch (``assistant.padding.GroupLayout``),
+    mean-pooled and normalised: a module, so that it can be scripted (``_pooled_groups``).
 
-    Why: each traced call releases the GIL and a Python loop must take it back per group, which on a busy event
-    loop costs more than the pass (``assistant.redflags.classifier._Groups`` measured it).
+    Built inside a function because this module does not import torch until a model is loaded.
     """
     import torch
 
     class PooledGroups(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.run = traced
+            self.run = run
             self.dim = dim
 
         def forward(
@@ -350,6 +339,7 @@ def _pooled_groups(traced: Any, dim: int) -> Any:
             order: torch.Tensor,
             bounds: torch.Tensor,
             widths: torch.Tensor,
+            real: torch.Tensor,
         ) -> torch.Tensor:
             out = torch.zeros(input_ids.size(0), self.dim, device=input_ids.device)
             for g in range(widths.size(0)):
@@ -363,11 +353,24 @@ def _pooled_groups(traced: Any, dim: int) -> Any:
                 )
                 mask = mask_ids.unsqueeze(-1).to(hidden.dtype)
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.index_copy_(0, idx, torch.nn.functional.normalize(vec.float(), dim=-1))
+                k = int(real[g])  # the rows after it only pad the group's shape
+                out.index_copy_(0, idx[:k], torch.nn.functional.normalize(vec[:k].float(), dim=-1))
             return out
 
+    return PooledGroups()
+
+
+def _pooled_groups(traced: Any, dim: int) -> Any:
+    """``_pooled_loop`` over the traced encoder, scripted and frozen whole, or None when scripting fails (the
+    Python loop stays).
+
+    Why: each traced call releases the GIL and a Python loop must take it back per group, which on a busy event
+    loop costs more than the pass (``assistant.redflags.classifier._Groups`` measured it).
+    """
+    import torch
+
     try:
-        return torch.jit.freeze(torch.jit.script(PooledGroups()).eval())
+        return torch.jit.freeze(torch.jit.script(_pooled_loop(traced, dim)).eval())
     except Exception as e:  # an optimisation: the Python loop computes the same
         logger.warning("query group loop not scripted", extra={"error": f"{type(e).__name__}: {e}"[:300]})
         return None

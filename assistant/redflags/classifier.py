@@ -129,15 +129,16 @@ class RedFlagClassifier:
             raise ModelLoadError(str(e)) from e
         # Other precisions keep only their converted copy; ``save`` (training) needs fp32.
         try:
-            self.net = precision.convert(
-                net.to(self.device).eval(), self.precision, int8_calibration, row_buckets=row_buckets
-            )
+            self.net = precision.convert(net.to(self.device).eval(), self.precision, int8_calibration)
         except ValueError as e:  # int8 without (or with a mismatched) calibration
             raise ModelLoadError(str(e)) from e
         # Tokenizing is guarded (a shared fast tokenizer may raise "Already borrowed" across threads); passes
         # are not: the service's red-flag batcher may run several worker threads side by side.
         self._tokenizer_lock = threading.Lock()
         self._thresholds = torch.tensor([config.thresholds[label] for label in LABELS])
+        # bf16 on a CPU: each group of a batch runs in a bucketed shape (assistant.padding.bucketed_shape), so
+        # oneDNN builds a few kernels rather than one per batch shape.
+        self.row_buckets = row_buckets and self.precision == "bf16" and self.device.type == "cpu"
         self._traced: torch.jit.ScriptModule | None = None
         # With a query map the pass also returns its pooled hidden states, which the map turns into retrieval
         # query vectors (assistant.redflags.querymap); without one, an empty (N, 0) tensor costs nothing.
@@ -194,7 +195,8 @@ class RedFlagClassifier:
 
         ``query_space``: the fingerprint of the retrieval encoder the service runs; when the model's query map
         (``query_map.safetensors``) was fitted for it, ``predict`` also returns each row's query vector.
-        ``row_buckets``: bf16 on a CPU pads each product's rows (``precision.bucket_rows``).
+        ``row_buckets``: bf16 on a CPU runs each group of a batch in a bucketed shape
+        (``assistant.padding.bucketed_shape``).
         """
         force_offline()
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -339,54 +341,32 @@ class RedFlagClassifier:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, EncodedBatch]:
         with self._tokenizer_lock:
             batch = self.encode(utterances)
-        prior = self._prior(utterances)
-        lengths = batch.attention_mask.sum(dim=1)
-        lens = lengths.tolist()
+        lens = batch.attention_mask.sum(dim=1).tolist()
         # A batch from many calls mixes short and long inputs: groups of similar length, each cut to its
         # own longest row, spend the compute on tokens rather than on padding (assistant.padding).
-        groups = length_groups(lens, max_size=_SUB_BATCH)
-        if self._groups is not None:
-            return (*self._forward_scripted(batch, prior, lens, groups), batch)
-        n, width = batch.input_ids.shape
-        probs = torch.empty(n, len(LABELS))
-        contrib = torch.zeros(n, len(LABELS), width)
-        feats = torch.zeros(n, self.query_map.n_features if self.query_map is not None else 0)
-        run = self._run
+        groups = length_groups(lens, max_size=_SUB_BATCH, buckets=self.row_buckets)
+        layout = group_layout(groups, lens, buckets=self.row_buckets)
+        width = batch.input_ids.size(1)
+        inputs = [
+            t.to(self.device)
+            for t in (batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.text_mask)
+        ]
+        extra = max(layout.widths) - width
+        if extra > 0:  # a bucketed shape wider than the batch: masked padding tokens
+            pad_ids = [self.tokenizer.pad_token_id or 0, 0, 0, 0]
+            inputs = [
+                torch.nn.functional.pad(t, (0, extra), value=v) for t, v in zip(inputs, pad_ids, strict=True)
+            ]
+        order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
+        # The scripted loop when there is one; else the same loop in Python.
+        loop = self._groups or _Groups(
+            self._run, len(LABELS), self.query_map.n_features if self.query_map is not None else 0
+        )
         with torch.inference_mode():
-            for group in groups:
-                idx = torch.tensor(group)
-                w = int(lengths[idx].max())
-                logits, contributions, pooled = run(
-                    batch.input_ids[idx, :w].to(self.device),
-                    batch.attention_mask[idx, :w].to(self.device),
-                    batch.token_type_ids[idx, :w].to(self.device),
-                    batch.text_mask[idx, :w].to(self.device),
-                    prior[idx].to(self.device),
-                )
-                probs[idx] = torch.sigmoid(logits.float()).cpu()
-                contrib[idx, :, :w] = contributions.float().cpu()
-                feats[idx] = pooled.float().cpu()
-        return probs, contrib, feats, batch
-
-    def _forward_scripted(
-        self, batch: EncodedBatch, prior: torch.Tensor, lengths: list[int], groups: list[list[int]]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``_forward``'s group loop in one TorchScript call (see ``_Groups``)."""
-        assert self._groups is not None
-        order, bounds, widths = (torch.tensor(x, dtype=torch.long) for x in group_layout(groups, lengths))
-        d = self.device
-        with torch.inference_mode():
-            probs, contrib, feats = self._groups(
-                batch.input_ids.to(d),
-                batch.attention_mask.to(d),
-                batch.token_type_ids.to(d),
-                batch.text_mask.to(d),
-                prior.to(d),
-                order.to(d),
-                bounds,
-                widths,
+            probs, contrib, feats = loop(
+                *inputs, self._prior(utterances).to(self.device), order.to(self.device), bounds, widths, real
             )
-        return probs.cpu(), contrib.cpu(), feats.cpu()
+        return probs.cpu(), contrib[:, :, :width].cpu(), feats.cpu(), batch
 
     def predict(self, utterances: list[Utterance]) -> list[RedFlagResult]:
         """Score a batch of utterances: probability, decision and spans for every label."""
@@ -451,7 +431,8 @@ class _Logits(torch.nn.Module):
 
 
 class _Groups(torch.nn.Module):
-    """The traced net run over length groups of a batch, the loop inside TorchScript.
+    """The net run over the length groups of a batch (``assistant.padding.GroupLayout``), the loop inside
+    TorchScript once scripted.
 
     Why: the traced graph releases the GIL, and a Python loop must take it back after every group; on a busy
     event loop that wait was longer than the pass itself (AVX2, 1,000 calls, int8 rows one at a time: the
@@ -459,7 +440,7 @@ class _Groups(torch.nn.Module):
     Looping in TorchScript takes the GIL back once per batch.
     """
 
-    def __init__(self, run: torch.jit.ScriptModule, n_labels: int, n_features: int) -> None:
+    def __init__(self, run: torch.nn.Module, n_labels: int, n_features: int) -> None:
         super().__init__()
         self.run = run
         self.n_labels = n_labels
@@ -475,6 +456,7 @@ class _Groups(torch.nn.Module):
         order: torch.Tensor,
         bounds: torch.Tensor,
         widths: torch.Tensor,
+        real: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, width = input_ids.size(0), input_ids.size(1)
         probs = torch.empty(n, self.n_labels, device=input_ids.device)
@@ -490,9 +472,10 @@ class _Groups(torch.nn.Module):
                 text_mask.index_select(0, idx)[:, :w],
                 prior.index_select(0, idx),
             )
-            probs.index_copy_(0, idx, torch.sigmoid(logits.float()))
-            contrib.narrow(2, 0, w).index_copy_(0, idx, contributions.float())
-            feats.index_copy_(0, idx, pooled.float())
+            k = int(real[g])  # the rows after it only pad the group's shape
+            probs.index_copy_(0, idx[:k], torch.sigmoid(logits[:k].float()))
+            contrib.narrow(2, 0, w).index_copy_(0, idx[:k], contributions[:k].float())
+            feats.index_copy_(0, idx[:k], pooled[:k].float())
         return probs, contrib, feats
 
 

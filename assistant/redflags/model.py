@@ -20,7 +20,6 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from assistant.precision import bucketed_matmul
 from assistant.redflags.prior import LEXICAL_FEATURES
 
 POOLINGS = ("attention", "lse", "gated")  # a new one also needs card._HEADS and the CLI choices
@@ -74,9 +73,6 @@ class LabelAttentionHead(nn.Module):
             self.prior = nn.Linear(prior_features, n_labels, bias=False)
             nn.init.zeros_(self.prior.weight)
         self._scale = 1.0 / math.sqrt(hidden)
-        # Set by ``precision.convert`` for bf16 on a CPU with ``ASSISTANT_BF16_ROW_BUCKETS``: the per-token
-        # products pad their rows to a bucket, so oneDNN's cached kernels serve many batch shapes.
-        self.pad_rows = False
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, prior: torch.Tensor | None = None
@@ -86,24 +82,18 @@ class LabelAttentionHead(nn.Module):
             out.logits = out.logits + self.prior(prior.to(out.logits.dtype))
         return out
 
-    def _per_token(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) x (L, H) -> (B, L, T)."""
-        if self.pad_rows:
-            return bucketed_matmul(h, weight.t()).transpose(1, 2)
-        return torch.einsum("bth,lh->blt", h, weight)
-
     def _pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
         h = torch.tanh(self.proj(self.dropout(hidden_states)))  # (B, T, H)
         masked = attention_mask[:, None, :] == 0
         lowest = torch.finfo(h.dtype).min
-        token_scores = self._per_token(h, self.score)  # (B, L, T)
+        token_scores = torch.einsum("bth,lh->blt", h, self.score)  # (B, L, T)
         if self.pooling != "attention":
             scores = token_scores.masked_fill(masked, lowest)
             soft = scores.softmax(dim=-1)
             lse = scores.logsumexp(dim=-1)
             if self.pooling == "lse":
                 return HeadOutput(logits=lse + self.bias, contributions=soft * token_scores, attention=soft)
-        att_logits = self._per_token(h, self.query) * self._scale
+        att_logits = torch.einsum("bth,lh->blt", h, self.query) * self._scale
         attention = att_logits.masked_fill(masked, lowest).softmax(dim=-1)  # (B, L, T)
         contributions = attention * token_scores
         mean = contributions.sum(dim=-1)

@@ -72,18 +72,3 @@ def test_every_pooling_has_a_card_description_and_a_cli_choice() -> None:
     ]
     choices = next(a.choices for a in redflags._actions if a.dest == "head_pooling")
     assert set(_HEADS) == set(POOLINGS) == set(choices or ())
-
-
-@pytest.mark.parametrize("pooling", ["attention", "lse", "gated"])
-def test_padding_the_per_token_products_rows_changes_no_output(pooling: str) -> None:
-    # pad_rows is how a bf16 CPU copy keeps oneDNN's kernels few (assistant.precision.bucket_rows); the rows it
-    # adds must never reach a result.
-    torch.manual_seed(0)
-    head = LabelAttentionHead(hidden=8, n_labels=3, pooling=pooling).eval()
-    hidden, mask = torch.randn(3, 5, 8), torch.tensor([[1] * 5, [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
-    with torch.no_grad():
-        plain = head(hidden, mask)
-        head.pad_rows = True
-        padded = head(hidden, mask)
-    for a, b in ((plain.logits, padded.logits), (plain.contributions, padded.contributions)):
-        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
