@@ -41,7 +41,7 @@ def limit_onednn_cache(capacity: int) -> None:
 
     Kernels are built per input shape (~4 ms, ~0.55 MB each for a bf16 product), and live batches come in many
     shapes: at 1,000 calls on bf16 the cache thrashed and, with PyTorch's own ideep cache, held ~500 MB
-    (session 25). ``ASSISTANT_BF16_ROW_BUCKETS`` cuts the shapes to a few hundred instead. A small cache only
+    (session 25). ``ASSISTANT_BF16_ROW_BUCKETS`` (on by default) cuts the shapes to ~100 instead. A small cache only
     rebuilds kernels: 64 entries cost 40-50% more CPU per utterance (session 16), so the default stays 1,024.
     """
     if capacity > 0:

@@ -79,10 +79,10 @@ class Settings(BaseSettings):
     malloc_arena_max: int = Field(default=2, ge=0, description="0: glibc's default")
     # oneDNN kernels cached per input shape for `assistant serve` (runtime.py); 0: oneDNN's default (1,024).
     onednn_cache_capacity: int = Field(default=1024, ge=0)
-    # bf16 on a CPU: pad each product's rows to one of 64 sizes (precision.bucket_rows), so oneDNN builds a few
-    # hundred kernels instead of one per batch shape. At 1,000 calls RSS 1.7 -> 1.2 GB and batches a little
-    # faster, but ~0.4 ms more per single-row pass (one call alone ~1 ms more per chunk): off by default.
-    bf16_row_buckets: bool = False
+    # bf16 on a CPU: run each group of a batch in a shape whose rows x tokens is one of 64 sizes
+    # (padding.bucketed_shape), so oneDNN builds ~100 kernels instead of one per batch shape. 1,000 calls:
+    # RSS 1.67 -> 1.12 GB, red flags p95 261 -> 172 ms; one call alone no slower (docs/benchmarks.md, session 26).
+    bf16_row_buckets: bool = True
     # How long a Python thread may hold the GIL while another waits for it, in `assistant serve` (runtime.py).
     # Python's 5 ms by default. 1 ms lowered p95 at 300 calls on an AVX2-only Zen 3 (3 of 4 pairs) but raised it
     # past capacity (500 calls: 2.96 vs 1.84 s, +4% CPU per chunk), and is unmeasured on bf16 CPUs

@@ -90,7 +90,11 @@ def _run(args: argparse.Namespace) -> int:
     model_path = args.model or settings.redflag_model_path()
     mode = args.mode or ("fp32" if args.write_expected else settings.inference_mode)
     clf = RedFlagClassifier.load(
-        model_path, device=args.device or settings.device, mode=mode, torchscript=settings.torchscript
+        model_path,
+        device=args.device or settings.device,
+        mode=mode,
+        torchscript=settings.torchscript,
+        row_buckets=settings.bf16_row_buckets,
     )
     systems: list[Any] = [ModelScorer(clf)]
     if not args.no_baselines:

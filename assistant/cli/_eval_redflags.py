@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device or settings.device,
         mode=args.mode or settings.inference_mode,
         torchscript=settings.torchscript,  # measure what the service runs
+        row_buckets=settings.bf16_row_buckets,
     )
     texts = [r.text for r in rows]
     contexts = [list(r.context) for r in rows]
@@ -144,8 +145,12 @@ def _run_split(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     model_path = args.model or settings.redflag_model_path()
-    clf = RedFlagClassifier.load(
-        model_path, device=args.device or settings.device, mode=args.mode or settings.inference_mode
+    clf = RedFlagClassifier.load(  # as the service runs it
+        model_path,
+        device=args.device or settings.device,
+        mode=args.mode or settings.inference_mode,
+        torchscript=settings.torchscript,
+        row_buckets=settings.bf16_row_buckets,
     )
     rows = model_splits(clf, settings.data_dir)[args.split]
     per_source = source_metrics(clf, rows, progress=True)

@@ -157,6 +157,7 @@ class _RedFlagQueries:
             mode=args.mode,
             torchscript=settings.torchscript,
             query_space=space,
+            row_buckets=settings.bf16_row_buckets,
         )
         if clf.query_map is None:
             raise InvalidInputError(
