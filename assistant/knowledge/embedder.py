@@ -271,7 +271,10 @@ class SentenceEmbedder:
             ]
         order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
         # The scripted loop when there is one; else the same loop in Python, over the trace or the eager model.
-        loop = self._groups or _pooled_loop(self._traced or _last_hidden(model[0].auto_model), self.dim)
+        loop = self._groups
+        if loop is None:
+            run = self._traced if self._traced is not None else _last_hidden(model[0].auto_model)
+            loop = _pooled_loop(run, self.dim)
         with torch.inference_mode():
             vecs = loop(*inputs, order.to(lengths.device), bounds, widths, real)
         return np.asarray(vecs.float().cpu().numpy(), dtype=np.float32)

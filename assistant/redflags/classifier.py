@@ -359,9 +359,11 @@ class RedFlagClassifier:
             ]
         order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
         # The scripted loop when there is one; else the same loop in Python.
-        loop = self._groups or _Groups(
-            self._run, len(LABELS), self.query_map.n_features if self.query_map is not None else 0
-        )
+        loop: torch.nn.Module | None = self._groups
+        if loop is None:
+            loop = _Groups(
+                self._run, len(LABELS), self.query_map.n_features if self.query_map is not None else 0
+            )
         with torch.inference_mode():
             probs, contrib, feats = loop(
                 *inputs, self._prior(utterances).to(self.device), order.to(self.device), bounds, widths, real
