@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Measured for both MiniLM encoders (bf16, one thread, this project's 2-core Xeon): a forward pass costs
 # about 1.5-2 ms on top of ~45 us per padded token, i.e. the overhead of roughly 32-40 tokens.
@@ -75,6 +75,18 @@ class GroupLayout(NamedTuple):
     widths: list[int]
     real: list[int]
 
+    def widen(self, tensors: Sequence[Any], pad_values: Sequence[int]) -> list[Any]:
+        """``tensors`` (N, T), right-padded with their ``pad_values`` to the widest group: a bucketed shape can be
+        wider than its batch. Returned as they are when no group is."""
+        extra = max(self.widths) - tensors[0].size(1)
+        if extra <= 0:
+            return list(tensors)
+        import torch  # here, not above: the embedder imports this module before it loads torch
+
+        return [
+            torch.nn.functional.pad(t, (0, extra), value=v) for t, v in zip(tensors, pad_values, strict=True)
+        ]
+
 
 def group_layout(
     groups: Sequence[Sequence[int]], lengths: Sequence[int], *, buckets: bool = False
@@ -129,7 +141,8 @@ def bucketed_shape(size: int, width: int) -> tuple[int, int]:
     if size < 1 or width < 1:
         raise ValueError(f"a group has at least one row of at least one token, got {size} x {width}")
     product = bucket_rows(size * width)
-    while True:  # a bucket of at least (size + 15) * width rows has a multiple of 16 rows that fits it
+    # The loop ends: powers of two from 16 are buckets, and one factors as (a power of 2 >= size) x (>= width).
+    while True:
         for rows in range(size, product // width + 1):
             if product % rows == 0:
                 return rows, product // rows

@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     onednn_cache_capacity: int = Field(default=1024, ge=0)
     # bf16 on a CPU: run each group of a batch in a shape whose rows x tokens is one of 64 sizes
     # (padding.bucketed_shape), so oneDNN builds ~100 kernels instead of one per batch shape. 1,000 calls:
-    # RSS 1.67 -> 1.12 GB, red flags p95 261 -> 172 ms; one call alone no slower (docs/benchmarks.md, session 26).
+    # RSS 1.67 -> 1.12 GB, red flags p95 255-261 -> 132-172 ms; one call alone no slower (docs/benchmarks.md,
+    # session 26).
     bf16_row_buckets: bool = True
     # How long a Python thread may hold the GIL while another waits for it, in `assistant serve` (runtime.py).
     # Python's 5 ms by default. 1 ms lowered p95 at 300 calls on an AVX2-only Zen 3 (3 of 4 pairs) but raised it

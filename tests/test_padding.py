@@ -114,3 +114,16 @@ def test_bucket_aware_groups_cost_no_more_tokens_than_plain_groups_bucketed(seed
     assert bucketed_cost(length_groups(lengths, buckets=True)) <= bucketed_cost(length_groups(lengths))
     lengths = [9] * 9  # one group of 9 x 9 runs as 9 x 16; 1 + 8 rows run as 1 x 16 and 8 x 10
     assert bucketed_cost(length_groups(lengths, buckets=True)) < bucketed_cost(length_groups(lengths))
+
+
+def test_widen_pads_inputs_to_the_widest_bucketed_group_with_their_pad_values() -> None:
+    import torch
+
+    lengths = [9]
+    layout = group_layout([[0]], lengths, buckets=True)  # one row of 9 tokens runs as 16
+    ids, mask = torch.full((1, 9), 7), torch.ones(1, 9, dtype=torch.long)
+    wide_ids, wide_mask = layout.widen([ids, mask], [0, 0])
+    assert wide_ids.shape == wide_mask.shape == (1, 16)
+    assert wide_ids[0, :9].eq(7).all() and wide_ids[0, 9:].eq(0).all() and int(wide_mask.sum()) == 9
+    plain = group_layout([[0]], lengths)
+    assert plain.widen([ids, mask], [0, 0])[0] is ids  # nothing wider: the tensors as they were

@@ -262,13 +262,10 @@ class SentenceEmbedder:
         lens = lengths.tolist()
         groups = length_groups(lens, max_size=DEFAULT_MAX_SIZE, buckets=self.row_buckets)
         layout = group_layout(groups, lens, buckets=self.row_buckets)
-        inputs = [features[k] for k in ("input_ids", "attention_mask", "token_type_ids")]
-        extra = max(layout.widths) - inputs[0].size(1)
-        if extra > 0:  # a bucketed shape wider than the batch: masked padding tokens
-            pad_ids = [model.tokenizer.pad_token_id or 0, 0, 0]
-            inputs = [
-                torch.nn.functional.pad(t, (0, extra), value=v) for t, v in zip(inputs, pad_ids, strict=True)
-            ]
+        inputs = layout.widen(
+            [features[k] for k in ("input_ids", "attention_mask", "token_type_ids")],
+            [model.tokenizer.pad_token_id or 0, 0, 0],  # added tokens are masked
+        )
         order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
         # The scripted loop when there is one; else the same loop in Python, over the trace or the eager model.
         loop = self._groups

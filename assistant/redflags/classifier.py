@@ -347,16 +347,13 @@ class RedFlagClassifier:
         groups = length_groups(lens, max_size=_SUB_BATCH, buckets=self.row_buckets)
         layout = group_layout(groups, lens, buckets=self.row_buckets)
         width = batch.input_ids.size(1)
-        inputs = [
-            t.to(self.device)
-            for t in (batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.text_mask)
-        ]
-        extra = max(layout.widths) - width
-        if extra > 0:  # a bucketed shape wider than the batch: masked padding tokens
-            pad_ids = [self.tokenizer.pad_token_id or 0, 0, 0, 0]
-            inputs = [
-                torch.nn.functional.pad(t, (0, extra), value=v) for t, v in zip(inputs, pad_ids, strict=True)
-            ]
+        inputs = layout.widen(
+            [
+                t.to(self.device)
+                for t in (batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.text_mask)
+            ],
+            [self.tokenizer.pad_token_id or 0, 0, 0, 0],  # added tokens are masked
+        )
         order, bounds, widths, real = (torch.tensor(x, dtype=torch.long) for x in layout)
         # The scripted loop when there is one; else the same loop in Python.
         loop: torch.nn.Module | None = self._groups
